@@ -1,0 +1,171 @@
+# sealora top-level Makefile. See README.md and docs/architecture.md.
+#
+#   make            build static libraries (shared, crypto, roles) and bin/*
+#   make deps       install missing Debian packages (root) or print the command
+#   make test       deps + build + every Check suite + end-to-end tests
+#   make sanitize   the same tests built with ASan + UBSan (= make test SAN=1)
+#   make bench      build and run the benchmarks (prints figures, asserts nothing)
+#   make fuzz       run each fuzz target for a bounded time (FUZZ_SECONDS)
+#   make demo       the whole job end to end on the embedded default model
+#
+# Variables: SAN=1 (sanitizers), NATIVE=1 (-march=native; binaries then only
+# run on CPUs like this one), V=1 (echo commands).
+
+SHELL := /bin/bash
+CC ?= cc
+ifeq ($(CC),cc)
+CC := gcc
+endif
+
+SAN ?= 0
+NATIVE ?= 0
+ifeq ($(SAN),1)
+BUILD := build/san
+BIN := build/san/bin
+OPT := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+else
+BUILD := build/rel
+BIN := bin
+OPT := -O2 -g
+endif
+ifeq ($(NATIVE),1)
+OPT += -march=native
+endif
+
+# Debian packages the build and the tests need (see docs/dependencies.md).
+DEB_PKGS := gcc make pkg-config libopenblas-dev libopenblas0-pthread libsodium-dev \
+            libnanomsg-dev check libsubunit-dev libjansson-dev libinih-dev libpcre2-dev \
+            libssl-dev openssl
+PC_LIBS := openblas libsodium nanomsg jansson inih libpcre2-8 libcrypto libssl
+
+# Lazily evaluated: pkg-config may only work after `make deps`.
+PC_CFLAGS = $(shell pkg-config --cflags $(PC_LIBS) 2>/dev/null)
+PC_LDLIBS = $(shell pkg-config --libs $(PC_LIBS) 2>/dev/null)
+CHECK_CFLAGS = $(shell pkg-config --cflags check 2>/dev/null)
+CHECK_LDLIBS = $(shell pkg-config --libs check 2>/dev/null)
+
+CFLAGS_BASE := -std=c11 -Wall -Wextra -Werror -Wno-format-truncation -D_GNU_SOURCE -fopenmp -I. -I$(BUILD)/gen
+CFLAGS = $(CFLAGS_BASE) $(OPT) $(PC_CFLAGS) $(EXTRA_CFLAGS)
+LDFLAGS_ALL = $(OPT) -fopenmp
+LDLIBS_ALL = $(PC_LDLIBS) -lm -lpthread
+
+ifneq ($(V),1)
+Q := @
+endif
+
+# Layers. Roles depend on crypto and shared; crypto depends on shared only.
+SHARED_SRC := $(sort $(wildcard shared/*.c))
+CRYPTO_SRC := $(sort $(wildcard crypto/*.c))
+ROLE_LIB_SRC = $(filter-out $(1)/main.c,$(sort $(wildcard $(1)/*.c)))
+SERVER_SRC := $(call ROLE_LIB_SRC,server)
+CLIENT_SRC := $(call ROLE_LIB_SRC,client)
+AUDIT_SRC := $(call ROLE_LIB_SRC,audit)
+TEST_SRC := $(sort $(wildcard tests/check_*.c))
+BENCH_SRC := $(sort $(wildcard bench/*.c))
+FUZZ_SRC := $(sort $(wildcard fuzz/fuzz_*.c))
+
+obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
+
+LIB_SHARED := $(BUILD)/libsealora_shared.a
+LIB_CRYPTO := $(BUILD)/libsealora_crypto.a
+LIB_SERVER := $(BUILD)/libsealora_server.a
+LIB_CLIENT := $(BUILD)/libsealora_client.a
+LIB_AUDIT := $(BUILD)/libsealora_audit.a
+LIBS_BASE := $(LIB_CRYPTO) $(LIB_SHARED)
+
+BINARIES := $(BIN)/sealora-server $(BIN)/sealora-client $(BIN)/sealora-audit
+TEST_RUNNER := $(BUILD)/tests/check_all
+BENCHES := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
+
+.PHONY: all deps test run-tests sanitize bench run-bench fuzz demo clean lint
+all: $(BINARIES)
+
+define make_lib
+$(1): $(call obj,$(2))
+	@mkdir -p $$(dir $$@)
+	$(Q)rm -f $$@ && ar rcs $$@ $$^
+endef
+$(eval $(call make_lib,$(LIB_SHARED),$(SHARED_SRC)))
+$(eval $(call make_lib,$(LIB_CRYPTO),$(CRYPTO_SRC)))
+$(eval $(call make_lib,$(LIB_SERVER),$(SERVER_SRC)))
+$(eval $(call make_lib,$(LIB_CLIENT),$(CLIENT_SRC)))
+$(eval $(call make_lib,$(LIB_AUDIT),$(AUDIT_SRC)))
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	@echo "  CC $<"
+	$(Q)$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(BIN)/sealora-server: $(call obj,server/main.c) $(LIB_SERVER) $(LIBS_BASE)
+	@mkdir -p $(dir $@)
+	@echo "  LD $@"
+	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LDLIBS_ALL)
+$(BIN)/sealora-client: $(call obj,client/main.c) $(LIB_CLIENT) $(LIBS_BASE)
+	@mkdir -p $(dir $@)
+	@echo "  LD $@"
+	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LDLIBS_ALL)
+$(BIN)/sealora-audit: $(call obj,audit/main.c) $(LIB_AUDIT) $(LIBS_BASE)
+	@mkdir -p $(dir $@)
+	@echo "  LD $@"
+	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LDLIBS_ALL)
+
+# The test runner finds every `Suite *NAME_suite(void)` in tests/check_*.c,
+# so adding a suite needs no edit here.
+$(BUILD)/gen/suites.h: $(TEST_SRC)
+	@mkdir -p $(dir $@)
+	$(Q)sed -n 's/^Suite \*\([a-z0-9_]*\)_suite(void).*/\1/p' $(TEST_SRC) | sort -u > $@.names
+	$(Q){ while read s; do echo "Suite *$${s}_suite(void);"; done < $@.names; \
+	      echo "#define SL_ALL_SUITES \\"; \
+	      while read s; do echo "    X($$s) \\"; done < $@.names; echo; } > $@.tmp && mv $@.tmp $@
+
+$(call obj,tests/check_main.c): $(BUILD)/gen/suites.h
+$(BUILD)/obj/tests/%.o: CFLAGS += $(CHECK_CFLAGS)
+$(TEST_RUNNER): $(call obj,$(TEST_SRC) tests/check_main.c tests/fixtures.c) $(LIB_SERVER) $(LIB_CLIENT) $(LIB_AUDIT) $(LIBS_BASE)
+	@mkdir -p $(dir $@)
+	@echo "  LD $@"
+	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $^ $(CHECK_LDLIBS) $(LDLIBS_ALL)
+
+$(BUILD)/bench/%: $(call obj,bench/%.c) $(LIB_SERVER) $(LIB_CLIENT) $(LIBS_BASE)
+	@mkdir -p $(dir $@)
+	@echo "  LD $@"
+	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LDLIBS_ALL)
+
+deps:
+	@missing=""; for p in $(DEB_PKGS); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -z "$$missing" ]; then echo "deps: all Debian packages present"; exit 0; fi; \
+	echo "deps: missing:$$missing"; \
+	if [ "$$(id -u)" = 0 ]; then \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing; \
+	else \
+	  echo "deps: run as root: apt-get install -y --no-install-recommends$$missing"; exit 1; \
+	fi
+
+# `make test` = deps, then a fresh make (so pkg-config sees the new packages).
+test: deps
+	$(Q)$(MAKE) --no-print-directory run-tests SAN=$(SAN)
+
+run-tests: $(BINARIES) $(TEST_RUNNER)
+	@echo "== unit tests ($(BUILD)) =="
+	$(Q)SEALORA_TEST_BIN=$(abspath $(BIN)) $(TEST_RUNNER)
+	@echo "== end-to-end tests =="
+	$(Q)SEALORA_BIN=$(abspath $(BIN)) SAN=$(SAN) bash tests/e2e/run.sh
+
+sanitize:
+	$(Q)$(MAKE) --no-print-directory test SAN=1
+
+bench: deps
+	$(Q)$(MAKE) --no-print-directory run-bench
+
+run-bench: $(BENCHES) $(BINARIES)
+	$(Q)for b in $(BENCHES); do echo "== $$b =="; $$b || exit 1; done
+
+lint:
+	$(Q)bash tests/lint_layers.sh
+
+clean:
+	rm -rf build bin
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

@@ -1,0 +1,27 @@
+/* sealora-audit: the privacy auditor's tool. Works from logs, receipts and
+ * public keys only. */
+#include "shared/cli.h"
+
+static int cmd_about(int argc, char **argv);
+
+static const sl_cli_cmd cmds[] = {
+    {"about", "what an auditor can check with this tool", cmd_about},
+};
+
+#include <stdio.h>
+static int cmd_about(int argc, char **argv)
+{
+    (void)argc;
+    (void)argv;
+    printf("sealora-audit verifies a server's hash-chained audit log against its certificate,\n"
+           "recomputes the privacy budget from the logged mechanism parameters and\n"
+           "reconciles the sites' signed receipts. See docs/audit.md.\n");
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    return sl_cli_main("sealora-audit",
+                       "Privacy auditor of sealora: verifies logs and recomputes the budget.",
+                       cmds, (int)(sizeof cmds / sizeof cmds[0]), argc, argv);
+}

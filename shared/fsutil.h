@@ -1,0 +1,26 @@
+/* shared/fsutil.h - file helpers every role uses: whole-file reads with a
+ * size limit, and durable atomic writes (temporary file in the same folder,
+ * fsync, rename, fsync of the folder) so that a process killed at any instant
+ * leaves either the old or the new file, never a torn one. Thread-safe. */
+#ifndef SL_FSUTIL_H
+#define SL_FSUTIL_H
+#include <stddef.h>
+#include <stdint.h>
+
+#include "shared/err.h"
+
+/* Reads all of path into a malloc'd buffer (NUL-terminated for convenience,
+ * the NUL not counted in *len). Refuses files larger than max bytes with
+ * SL_ELIMIT. On failure *out is untouched. */
+int sl_fs_read_all(const char *path, size_t max, uint8_t **out, size_t *len, sl_err *err);
+/* Writes n bytes to path atomically and durably, with the given mode. */
+int sl_fs_write_atomic(const char *path, const void *buf, size_t n, unsigned mode, sl_err *err);
+/* fsyncs the folder that holds path (after a rename or create). */
+int sl_fs_sync_dir_of(const char *path, sl_err *err);
+/* mkdir -p with the given mode; existing folders are fine. */
+int sl_fs_mkdirs(const char *path, unsigned mode, sl_err *err);
+int sl_fs_exists(const char *path);
+/* snprintf into out, SL_ELIMIT if it would not fit. */
+int sl_fs_join(char *out, size_t cap, const char *dir, const char *name, sl_err *err);
+
+#endif
