@@ -19,7 +19,16 @@ endif
 
 SAN ?= 0
 NATIVE ?= 0
-ifeq ($(SAN),1)
+FUZZ ?= 0
+ifeq ($(FUZZ),1)
+# libFuzzer build: clang, coverage on every library, no OpenMP (pragmas ignored).
+CC := clang
+BUILD := build/fuzz
+BIN := build/fuzz/bin
+OPT := -O1 -g -fsanitize=fuzzer-no-link,address,undefined -Wno-unknown-pragmas
+WARN_EXTRA :=
+OMP :=
+else ifeq ($(SAN),1)
 BUILD := build/san
 BIN := build/san/bin
 OPT := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
@@ -28,6 +37,8 @@ BUILD := build/rel
 BIN := bin
 OPT := -O2 -g
 endif
+OMP ?= -fopenmp
+WARN_EXTRA ?= -Wno-format-truncation
 ifeq ($(NATIVE),1)
 OPT += -march=native
 endif
@@ -36,6 +47,8 @@ endif
 DEB_PKGS := gcc make pkg-config libopenblas-dev libopenblas0-pthread libsodium-dev \
             libnanomsg-dev check libsubunit-dev libjansson-dev libinih-dev libpcre2-dev \
             libssl-dev openssl
+FUZZ_PKGS := clang libclang-rt-14-dev
+DEPS_PKGS ?= $(DEB_PKGS)
 PC_LIBS := openblas libsodium nanomsg jansson inih libpcre2-8 libcrypto libssl
 
 # Lazily evaluated: pkg-config may only work after `make deps`.
@@ -44,9 +57,9 @@ PC_LDLIBS = $(shell pkg-config --libs $(PC_LIBS) 2>/dev/null)
 CHECK_CFLAGS = $(shell pkg-config --cflags check 2>/dev/null)
 CHECK_LDLIBS = $(shell pkg-config --libs check 2>/dev/null)
 
-CFLAGS_BASE := -std=c11 -Wall -Wextra -Werror -Wno-format-truncation -D_GNU_SOURCE -fopenmp -I. -I$(BUILD)/gen
-CFLAGS = $(CFLAGS_BASE) $(OPT) $(PC_CFLAGS) $(EXTRA_CFLAGS)
-LDFLAGS_ALL = $(OPT) -fopenmp
+CFLAGS_BASE := -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE $(OMP) -I. -I$(BUILD)/gen
+CFLAGS = $(CFLAGS_BASE) $(WARN_EXTRA) $(OPT) $(PC_CFLAGS) $(EXTRA_CFLAGS)
+LDFLAGS_ALL = $(OPT) $(OMP)
 LDLIBS_ALL = $(PC_LDLIBS) -lm -lpthread
 
 ifneq ($(V),1)
@@ -77,7 +90,7 @@ BINARIES := $(BIN)/sealora-server $(BIN)/sealora-client $(BIN)/sealora-audit
 TEST_RUNNER := $(BUILD)/tests/check_all
 BENCHES := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
 
-.PHONY: all deps test run-tests sanitize bench run-bench fuzz demo clean lint
+.PHONY: all deps test run-tests sanitize bench run-bench fuzz run-fuzz demo clean lint
 all: $(BINARIES)
 
 define make_lib
@@ -131,7 +144,7 @@ $(BUILD)/bench/%: $(call obj,bench/%.c) $(LIB_SERVER) $(LIB_CLIENT) $(LIBS_BASE)
 	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LDLIBS_ALL)
 
 deps:
-	@missing=""; for p in $(DEB_PKGS); do \
+	@missing=""; for p in $(DEPS_PKGS); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
 	done; \
 	if [ -z "$$missing" ]; then echo "deps: all Debian packages present"; exit 0; fi; \
@@ -161,6 +174,26 @@ bench: deps
 
 run-bench: $(BENCHES) $(BINARIES)
 	$(Q)for b in $(BENCHES); do echo "== $$b =="; $$b || exit 1; done
+
+# Each fuzz/fuzz_NAME.c is a libFuzzer target; `make fuzz` runs each for
+# FUZZ_SECONDS (default 60) on its seed corpus fuzz/corpus/NAME.
+FUZZ_SECONDS ?= 60
+FUZZERS := $(patsubst fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRC))
+$(BUILD)/fuzz/%: $(call obj,fuzz/%.c) $(LIB_SERVER) $(LIB_CLIENT) $(LIB_AUDIT) $(LIBS_BASE)
+	@mkdir -p $(dir $@)
+	@echo "  LD $@"
+	$(Q)$(CC) $(OPT) -fsanitize=fuzzer,address,undefined -o $@ $^ $(LDLIBS_ALL)
+
+fuzz:
+	$(Q)$(MAKE) --no-print-directory deps DEPS_PKGS="$(DEB_PKGS) $(FUZZ_PKGS)"
+	$(Q)$(MAKE) --no-print-directory run-fuzz FUZZ=1
+
+run-fuzz: $(FUZZERS)
+	$(Q)for f in $(FUZZERS); do n=$$(basename $$f); mkdir -p fuzz/corpus/$$n $(BUILD)/fuzz/work/$$n; \
+	  echo "== $$n ($(FUZZ_SECONDS)s) =="; \
+	  $$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 $(BUILD)/fuzz/work/$$n fuzz/corpus/$$n 2>&1 \
+	    | grep -E 'stat::number_of_executed_units|stat::new_units_added|ERROR|SUMMARY' ; \
+	  [ $${PIPESTATUS[0]} -eq 0 ] || exit 1; done
 
 lint:
 	$(Q)bash tests/lint_layers.sh
