@@ -1,11 +1,13 @@
 /* sealora-audit: the privacy auditor's tool. Works from logs, receipts and
  * public keys only. */
+#include "audit/cmd_epsilon.h"
 #include "shared/cli.h"
 
 static int cmd_about(int argc, char **argv);
 
 static const sl_cli_cmd cmds[] = {
     {"about", "what an auditor can check with this tool", cmd_about},
+    {"epsilon", "epsilon of subsampled Gaussian rounds (Renyi DP accountant)", sl_cmd_epsilon_run},
 };
 
 #include <stdio.h>
