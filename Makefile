@@ -46,7 +46,7 @@ endif
 # Debian packages the build and the tests need (see docs/dependencies.md).
 DEB_PKGS := gcc make pkg-config libopenblas-dev libopenblas0-pthread libsodium-dev \
             libnanomsg-dev check libsubunit-dev libjansson-dev libinih-dev libpcre2-dev \
-            libssl-dev openssl
+            libssl-dev openssl python3-regex
 FUZZ_PKGS := clang libclang-rt-14-dev
 DEPS_PKGS ?= $(DEB_PKGS)
 PC_LIBS := openblas libsodium nanomsg jansson inih libpcre2-8 libcrypto libssl

@@ -4,9 +4,15 @@
 #ifndef SL_MODELCMD_H
 #define SL_MODELCMD_H
 
+#include "shared/cmd_tokenize.h"
+
 int sl_modelcmd_blas(int argc, char **argv);
 
 #define SL_MODELCMD_ENTRIES \
-    {"blas", "print the BLAS kernel set and thread count in use", sl_modelcmd_blas},
+    {"blas", "print the BLAS kernel set and thread count in use", sl_modelcmd_blas}, \
+    {"tokenize", "text on stdin to token ids, or ids back to text (--decode)", \
+     sl_cmd_tokenize_run}, \
+    {"train-tokenizer", "train a byte-level BPE tokenizer on text files", \
+     sl_cmd_tokenize_train},
 
 #endif
