@@ -44,16 +44,25 @@ OPT += -march=native
 endif
 
 # Debian packages the build and the tests need (see docs/dependencies.md).
-DEB_PKGS := gcc make pkg-config libopenblas-dev libopenblas0-pthread libsodium-dev \
+DEB_PKGS := gcc make pkg-config libopenblas-dev libopenblas-openmp-dev libopenblas0-openmp \
+            libopenblas0-pthread libsodium-dev \
             libnanomsg-dev check libsubunit-dev libjansson-dev libinih-dev libpcre2-dev \
             libssl-dev openssl python3-regex
 FUZZ_PKGS := clang libclang-rt-14-dev
 DEPS_PKGS ?= $(DEB_PKGS)
-PC_LIBS := openblas libsodium nanomsg jansson inih libpcre2-8 libcrypto libssl
+PC_LIBS := libsodium nanomsg jansson inih libpcre2-8 libcrypto libssl
+# OpenBLAS's OpenMP build, linked by path (not through the libopenblas.so.0
+# alternative, which defaults to the pthread build): BLAS and our own
+# OpenMP loops then share one thread pool instead of oversubscribing the
+# cores with two (docs/architecture.md, "Threads").
+MULTIARCH := $(shell gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)
+BLAS_DIR := /usr/lib/$(MULTIARCH)/openblas-openmp
+BLAS_CFLAGS := -I/usr/include/$(MULTIARCH)/openblas-openmp
+BLAS_LDLIBS := -L$(BLAS_DIR) -Wl,-rpath,$(BLAS_DIR) -lopenblas
 
 # Lazily evaluated: pkg-config may only work after `make deps`.
-PC_CFLAGS = $(shell pkg-config --cflags $(PC_LIBS) 2>/dev/null)
-PC_LDLIBS = $(shell pkg-config --libs $(PC_LIBS) 2>/dev/null)
+PC_CFLAGS = $(BLAS_CFLAGS) $(shell pkg-config --cflags $(PC_LIBS) 2>/dev/null)
+PC_LDLIBS = $(BLAS_LDLIBS) $(shell pkg-config --libs $(PC_LIBS) 2>/dev/null)
 CHECK_CFLAGS = $(shell pkg-config --cflags check 2>/dev/null)
 CHECK_LDLIBS = $(shell pkg-config --libs check 2>/dev/null)
 
@@ -123,13 +132,16 @@ $(BIN)/sealora-audit: $(call obj,audit/main.c) $(LIB_AUDIT) $(LIBS_BASE)
 	$(Q)$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LDLIBS_ALL)
 
 # The test runner finds every `Suite *NAME_suite(void)` in tests/check_*.c,
-# so adding a suite needs no edit here.
-$(BUILD)/gen/suites.h: $(TEST_SRC)
+# so adding a suite needs no edit here. Regenerated every run (cheap) so a
+# removed suite disappears; rewritten only when the list changes.
+$(BUILD)/gen/suites.h: FORCE
 	@mkdir -p $(dir $@)
 	$(Q)sed -n 's/^Suite \*\([a-z0-9_]*\)_suite(void).*/\1/p' $(TEST_SRC) | sort -u > $@.names
 	$(Q){ while read s; do echo "Suite *$${s}_suite(void);"; done < $@.names; \
 	      echo "#define SL_ALL_SUITES \\"; \
-	      while read s; do echo "    X($$s) \\"; done < $@.names; echo; } > $@.tmp && mv $@.tmp $@
+	      while read s; do echo "    X($$s) \\"; done < $@.names; echo; } > $@.tmp
+	$(Q)cmp -s $@.tmp $@ && rm -f $@.tmp || mv $@.tmp $@
+FORCE:
 
 $(call obj,tests/check_main.c): $(BUILD)/gen/suites.h
 $(BUILD)/obj/tests/%.o: CFLAGS += $(CHECK_CFLAGS)
