@@ -174,7 +174,7 @@ test: deps
 
 run-tests: $(BINARIES) $(TEST_RUNNER)
 	@echo "== unit tests ($(BUILD)) =="
-	$(Q)SEALORA_TEST_BIN=$(abspath $(BIN)) $(TEST_RUNNER)
+	$(Q)CK_DEFAULT_TIMEOUT=$${CK_DEFAULT_TIMEOUT:-300} SEALORA_TEST_BIN=$(abspath $(BIN)) $(TEST_RUNNER)
 	@echo "== end-to-end tests =="
 	$(Q)SEALORA_BIN=$(abspath $(BIN)) SAN=$(SAN) bash tests/e2e/run.sh
 

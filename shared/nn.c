@@ -288,22 +288,23 @@ void sl_attention_forward(float *out, float *att, const float *qkv, int B, int T
     int hs = C / NH;
     float scale = 1.0f / sqrtf((float)hs);
     int ld = 3 * C;
-    for (int b = 0; b < B; b++) {
-        for (int h = 0; h < NH; h++) {
-            const float *q = qkv + (size_t)b * T * ld + (size_t)h * hs;
-            const float *k = q + C, *v = q + 2 * C;
-            float *a = att + ((size_t)b * NH + h) * T * T;
-            /* scores[T,T] = scale * q[T,hs] @ k^T; rows of q/k are 3C apart. */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hs, scale, q, ld, k, ld,
-                        0.0f, a, T);
+    /* One (batch, head) pair per task; OpenBLAS's OpenMP build runs the
+     * sgemm calls inside a parallel region single-threaded. */
 #pragma omp parallel for schedule(static)
-            for (int t = 0; t < T; t++)
-                causal_softmax_row(a + (size_t)t * T, t + 1, T);
-            /* out[T,hs] (row stride C) = att[T,T] @ v[T,hs]; the zero upper
-             * triangle keeps it causal. */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hs, T, 1.0f, a, T, v, ld,
-                        0.0f, out + (size_t)b * T * C + (size_t)h * hs, C);
-        }
+    for (int bh = 0; bh < B * NH; bh++) {
+        int b = bh / NH, h = bh % NH;
+        const float *q = qkv + (size_t)b * T * ld + (size_t)h * hs;
+        const float *k = q + C, *v = q + 2 * C;
+        float *a = att + ((size_t)b * NH + h) * T * T;
+        /* scores[T,T] = scale * q[T,hs] @ k^T; rows of q/k are 3C apart. */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hs, scale, q, ld, k, ld,
+                    0.0f, a, T);
+        for (int t = 0; t < T; t++)
+            causal_softmax_row(a + (size_t)t * T, t + 1, T);
+        /* out[T,hs] (row stride C) = att[T,T] @ v[T,hs]; the zero upper
+         * triangle keeps it causal. */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hs, T, 1.0f, a, T, v, ld,
+                    0.0f, out + (size_t)b * T * C + (size_t)h * hs, C);
     }
 }
 
@@ -326,29 +327,28 @@ void sl_attention_backward(float *dqkv, float *datt, const float *dout, const fl
     int hs = C / NH;
     float scale = 1.0f / sqrtf((float)hs);
     int ld = 3 * C;
-    for (int b = 0; b < B; b++) {
-        for (int h = 0; h < NH; h++) {
-            size_t off = (size_t)b * T * ld + (size_t)h * hs;
-            const float *q = qkv + off, *k = q + C, *v = q + 2 * C;
-            float *dq = dqkv + off, *dk = dq + C, *dv = dq + 2 * C;
-            const float *a = att + ((size_t)b * NH + h) * T * T;
-            float *da = datt + ((size_t)b * NH + h) * T * T;
-            const float *dO = dout + (size_t)b * T * C + (size_t)h * hs;
-            /* datt[T,T] = dout[T,hs] @ v^T */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hs, 1.0f, dO, C, v, ld,
-                        0.0f, da, T);
-            /* dv[T,hs] += att^T @ dout */
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hs, T, 1.0f, a, T, dO, C,
-                        1.0f, dv, ld);
 #pragma omp parallel for schedule(static)
-            for (int t = 0; t < T; t++)
-                softmax_row_backward(da + (size_t)t * T, a + (size_t)t * T, t + 1, T);
-            /* dq += scale * dpre @ k; dk += scale * dpre^T @ q */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hs, T, scale, da, T, k, ld,
-                        1.0f, dq, ld);
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hs, T, scale, da, T, q, ld,
-                        1.0f, dk, ld);
-        }
+    for (int bh = 0; bh < B * NH; bh++) {
+        int b = bh / NH, h = bh % NH;
+        size_t off = (size_t)b * T * ld + (size_t)h * hs;
+        const float *q = qkv + off, *k = q + C, *v = q + 2 * C;
+        float *dq = dqkv + off, *dk = dq + C, *dv = dq + 2 * C;
+        const float *a = att + ((size_t)b * NH + h) * T * T;
+        float *da = datt + ((size_t)b * NH + h) * T * T;
+        const float *dO = dout + (size_t)b * T * C + (size_t)h * hs;
+        /* datt[T,T] = dout[T,hs] @ v^T */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hs, 1.0f, dO, C, v, ld,
+                    0.0f, da, T);
+        /* dv[T,hs] += att^T @ dout */
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hs, T, 1.0f, a, T, dO, C,
+                    1.0f, dv, ld);
+        for (int t = 0; t < T; t++)
+            softmax_row_backward(da + (size_t)t * T, a + (size_t)t * T, t + 1, T);
+        /* dq += scale * dpre @ k; dk += scale * dpre^T @ q */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hs, T, scale, da, T, k, ld,
+                    1.0f, dq, ld);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hs, T, scale, da, T, q, ld,
+                    1.0f, dk, ld);
     }
 }
 

@@ -300,7 +300,6 @@ Suite *nn_suite(void)
 {
     Suite *s = suite_create("nn");
     TCase *core = tcase_create("core");
-    tcase_set_timeout(core, 60);
     tcase_add_test(core, test_layernorm_grad);
     tcase_add_test(core, test_linear_lora_grad);
     tcase_add_test(core, test_gelu);
