@@ -7,9 +7,15 @@
 #include "shared/cmd_tokenize.h"
 
 int sl_modelcmd_blas(int argc, char **argv);
+int sl_modelcmd_inspect(int argc, char **argv);
+int sl_modelcmd_init_model(int argc, char **argv);
 
 #define SL_MODELCMD_ENTRIES \
     {"blas", "print the BLAS kernel set and thread count in use", sl_modelcmd_blas}, \
+    {"inspect", "describe a model directory (shape, parameters, dtype, BLAS)", \
+     sl_modelcmd_inspect}, \
+    {"init-model", "write a randomly initialised GPT-2 model directory (to pretrain)", \
+     sl_modelcmd_init_model}, \
     {"tokenize", "text on stdin to token ids, or ids back to text (--decode)", \
      sl_cmd_tokenize_run}, \
     {"train-tokenizer", "train a byte-level BPE tokenizer on text files", \
