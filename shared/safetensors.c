@@ -592,8 +592,13 @@ int sl_st_read_f32(const sl_st_tensor *t, float *out, size_t n, sl_err *err)
     const uint8_t *p = t->data;
     switch (t->dtype) {
     case SL_ST_F32:
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+        if (n)
+            memcpy(out, p, n * 4); /* the file's layout is the host's */
+#else
         for (size_t i = 0; i < n; i++)
             out[i] = u2f(ld32(p + 4 * i));
+#endif
         return 0;
     case SL_ST_F16:
         for (size_t i = 0; i < n; i++)
