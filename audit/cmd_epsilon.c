@@ -233,7 +233,7 @@ int sl_cmd_epsilon_run(int argc, char **argv)
                               "order_classic",
                               num_or_null(isfinite(e.epsilon_classic) ? e.order_classic : NAN), "steps", (json_int_t)acct.steps,
                               "rounds", (json_int_t)rounds, "orders", grid_name);
-        char *s = o ? json_dumps(o, JSON_SORT_KEYS | JSON_COMPACT | JSON_REAL_PRECISION(12)) : NULL;
+        char *s = o ? json_dumps(o, JSON_SORT_KEYS | JSON_COMPACT | JSON_REAL_PRECISION(15)) : NULL;
         json_decref(o);
         if (!s)
             return sl_cli_fail(NULL, "epsilon: out of memory");

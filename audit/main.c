@@ -1,5 +1,6 @@
 /* sealora-audit: the privacy auditor's tool. Works from logs, receipts and
  * public keys only. */
+#include "audit/cmd_check.h"
 #include "audit/cmd_epsilon.h"
 #include "shared/cli.h"
 
@@ -8,6 +9,8 @@ static int cmd_about(int argc, char **argv);
 static const sl_cli_cmd cmds[] = {
     {"about", "what an auditor can check with this tool", cmd_about},
     {"epsilon", "epsilon of subsampled Gaussian rounds (Renyi DP accountant)", sl_cmd_epsilon_run},
+    {"verify", "verify a server's audit log, receipts and privacy budget", sl_cmd_check_verify},
+    {"report", "the audit as a round table, JSON or an SVG plot", sl_cmd_check_report},
 };
 
 #include <stdio.h>
