@@ -87,7 +87,7 @@ static json_t *num(double v)
 
 static const char *mode_str(int m)
 {
-    return m == 1 ? "distributed" : m == 0 ? "central" : "unknown";
+    return m == SL_ACCT_DISTRIBUTED ? "distributed" : m == SL_ACCT_CENTRAL ? "central" : "unknown";
 }
 
 static json_t *report_json(const char *path, const sl_audit_report *rep, const uint8_t pk[32],
@@ -147,7 +147,9 @@ static json_t *report_json(const char *path, const sl_audit_report *rep, const u
                 json_object_set_new(e, "sampled", json_integer(r->mech.sampled));
                 json_object_set_new(e, "survivors", json_integer(r->mech.survivors));
                 json_object_set_new(e, "threshold", json_integer(r->mech.threshold));
-                json_object_set_new(e, "noise_multiplier", num(r->z_eff));
+                json_object_set_new(e, "noise_vs_clip", num(r->z_clip));
+                json_object_set_new(e, "noise_multiplier_effective", num(r->z_eff));
+                json_object_set_new(e, "noise_multiplier_planned", num(r->z_target));
             }
             json_object_set_new(e, "epsilon", num(r->epsilon));
             json_object_set_new(e, "order", num(isfinite(r->epsilon) ? r->order : NAN));
@@ -176,19 +178,20 @@ static void print_text(const char *path, const sl_audit_report *rep, const uint8
     printf("budget     %g: %s\n", rep->budget, rep->budget_held ? "held" : "EXCEEDED");
     printf("receipts   %zu checked\n", rep->receipts);
     if (rounds && rep->nrounds) {
-        printf("\n%6s  %-8s  %-11s  %8s  %9s  %7s  %10s  %10s\n", "round", "status", "mode", "q",
-               "survivors", "z_eff", "epsilon", "claimed");
+        printf("\n%6s  %-8s  %-11s  %8s  %9s  %7s  %7s  %10s  %10s\n", "round", "status", "mode",
+               "q", "survivors", "noise", "z_eff", "epsilon", "claimed");
         for (size_t i = 0; i < rep->nrounds; i++) {
             const sl_audit_round *r = &rep->rounds[i];
-            char surv[24] = "-", z[16] = "-", q[16] = "-";
+            char surv[24] = "-", z[16] = "-", zc[16] = "-", q[16] = "-";
             if (r->has_mech) {
                 snprintf(surv, sizeof surv, "%u/%u", r->mech.survivors, r->mech.sampled);
                 snprintf(z, sizeof z, "%.4g", r->z_eff);
+                snprintf(zc, sizeof zc, "%.4g", r->z_clip);
                 snprintf(q, sizeof q, "%.4g", r->mech.q);
             }
-            printf("%6lld  %-8s  %-11s  %8s  %9s  %7s  %10.6g  %10.6g\n", (long long)r->round,
+            printf("%6lld  %-8s  %-11s  %8s  %9s  %7s  %7s  %10.6g  %10.6g\n", (long long)r->round,
                    r->released ? "released" : "aborted",
-                   r->has_mech ? mode_str(r->mech.mode) : "-", q, surv, z, r->epsilon,
+                   r->has_mech ? mode_str(r->mech.mode) : "-", q, surv, zc, z, r->epsilon,
                    r->epsilon_claimed);
         }
         printf("\n");

@@ -401,23 +401,50 @@ int sl_acct_mech_check(const sl_acct_mech *m, sl_err *err)
     if (m->modulus_bits < 1 || m->modulus_bits > 64)
         return sl_err_set(err, SL_EINVAL, "mechanism field modulus_bits = %u is outside [1, 64]",
                           m->modulus_bits);
-    if (m->mode == SL_ACCT_DISTRIBUTED) {
-        if (!(m->scale > 0) || !isfinite(m->scale))
-            return sl_err_set(err, SL_EINVAL, "mechanism field scale = %g must be finite and > 0",
-                              m->scale);
-        if (!(m->sigma2_grid >= 0) || !isfinite(m->sigma2_grid))
-            return sl_err_set(err, SL_EINVAL,
-                              "mechanism field sigma2_grid = %g must be finite and >= 0",
-                              m->sigma2_grid);
-        if (!(m->rounding_beta >= 0 && m->rounding_beta < 1))
-            return sl_err_set(err, SL_EINVAL,
-                              "mechanism field rounding_beta = %g is outside [0, 1)",
-                              m->rounding_beta);
-    } else if (!(m->noise_stddev >= 0) || !isfinite(m->noise_stddev)) {
+    if (!(m->sigma2_grid >= 0) || !isfinite(m->sigma2_grid))
+        return sl_err_set(err, SL_EINVAL, "mechanism field sigma2_grid = %g must be finite and >= 0",
+                          m->sigma2_grid);
+    if (!(m->scale > 0) || !isfinite(m->scale))
+        return sl_err_set(err, SL_EINVAL, "mechanism field scale = %g must be finite and > 0",
+                          m->scale);
+    if (!(m->rounding_beta >= 0 && m->rounding_beta < 1))
+        return sl_err_set(err, SL_EINVAL, "mechanism field rounding_beta = %g is outside [0, 1)",
+                          m->rounding_beta);
+    if (!(m->central_var_grid >= 0) || !isfinite(m->central_var_grid))
         return sl_err_set(err, SL_EINVAL,
-                          "mechanism field noise_stddev = %g must be finite and >= 0",
-                          m->noise_stddev);
+                          "mechanism field central_var_grid = %g must be finite and >= 0",
+                          m->central_var_grid);
+    return 0;
+}
+
+/* Noise shares counted (n), per-share variance (v) of the mode's noise. */
+static void mech_noise(const sl_acct_mech *m, uint32_t n_dist, uint32_t *n, double *v)
+{
+    if (m->mode == SL_ACCT_CENTRAL) {
+        *n = m->central_var_grid > 0 ? 1 : 0;
+        *v = m->central_var_grid;
+    } else {
+        *n = n_dist;
+        *v = m->sigma2_grid;
     }
+}
+
+/* RDP at each order of one round with n shares of variance v. */
+static int ddg_rdp(const sl_acct_mech *m, uint32_t n, double v, double l2, double l1,
+                   const double *orders, size_t k, double *rdp)
+{
+    double sigma = sqrt(v);
+    /* No noise share, or per-share noise below the range KLS21 states its
+     * bound for (sigma >= 1/2 grid unit): no privacy is claimed. */
+    if (n == 0 || !(sigma >= 0.5)) {
+        for (size_t i = 0; i < k; i++)
+            rdp[i] = INFINITY;
+        return 0;
+    }
+    double root = sqrt((double)n) * sigma;
+    double l2s = l2 / root, l1s = l1 / root, tau = sl_acct_ddg_tau(sigma, n);
+    for (size_t i = 0; i < k; i++)
+        rdp[i] = sl_acct_rdp_ddg_sampled(m->q, l2s, l1s, tau, m->dim, orders[i]);
     return 0;
 }
 
@@ -427,29 +454,24 @@ int sl_acct_mech_rdp(const sl_acct_mech *m, const double *orders, size_t n, doub
     int rc = sl_acct_mech_check(m, err);
     if (rc)
         return rc;
-    if (m->mode == SL_ACCT_CENTRAL) {
-        double z = m->noise_stddev / m->clip;
-        for (size_t i = 0; i < n; i++)
-            rdp[i] = sl_acct_rdp_sgm(m->q, z, orders[i]);
-        return 0;
-    }
-    double sigma = sqrt(m->sigma2_grid);
-    /* No noise share present, or per-site noise below the range KLS21
-     * states its bound for (sigma >= 1/2): no privacy is claimed. */
-    if (m->survivors == 0 || sigma < 0.5) {
-        for (size_t i = 0; i < n; i++)
-            rdp[i] = INFINITY;
-        return 0;
-    }
     double l2, l1;
     rc = sl_acct_ddg_sensitivity(m->clip, m->scale, m->dim, m->rounding_beta, &l2, &l1, err);
     if (rc)
         return rc;
-    double root = sqrt((double)m->survivors) * sigma;
-    double l2s = l2 / root, l1s = l1 / root;
-    double tau = sl_acct_ddg_tau(sigma, m->survivors);
-    for (size_t i = 0; i < n; i++)
-        rdp[i] = sl_acct_rdp_ddg_sampled(m->q, l2s, l1s, tau, m->dim, orders[i]);
+    uint32_t k;
+    double v;
+    mech_noise(m, m->survivors, &k, &v);
+    ddg_rdp(m, k, v, l2, l1, orders, n, rdp);
+    if (m->mode == SL_ACCT_DISTRIBUTED && m->received != m->survivors) {
+        double other[SL_ACCT_MAX_ORDERS];
+        for (size_t off = 0; off < n; off += SL_ACCT_MAX_ORDERS) {
+            size_t c = n - off < SL_ACCT_MAX_ORDERS ? n - off : SL_ACCT_MAX_ORDERS;
+            ddg_rdp(m, m->received, v, l2, l1, orders + off, c, other);
+            for (size_t i = 0; i < c; i++)
+                if (other[i] > rdp[off + i])
+                    rdp[off + i] = other[i];
+        }
+    }
     return 0;
 }
 
@@ -467,29 +489,44 @@ int sl_acct_mech_noise_multiplier(const sl_acct_mech *m, double *z, sl_err *err)
     int rc = sl_acct_mech_check(m, err);
     if (rc)
         return rc;
-    if (m->mode == SL_ACCT_CENTRAL) {
-        *z = m->noise_stddev / m->clip;
-        return 0;
-    }
     double l2, l1;
     rc = sl_acct_ddg_sensitivity(m->clip, m->scale, m->dim, m->rounding_beta, &l2, &l1, err);
     if (rc)
         return rc;
-    *z = sqrt((double)m->survivors * m->sigma2_grid) / l2;
+    uint32_t n;
+    double v;
+    mech_noise(m, m->survivors, &n, &v);
+    if (n == 0 || v <= 0) {
+        *z = 0;
+        return 0;
+    }
+    double tau = sl_acct_ddg_tau(sqrt(v), n);
+    *z = 1.0 / (l2 / sqrt((double)n * v) + tau * sqrt((double)m->dim));
     return 0;
 }
 
-int sl_acct_ddg_calibrate(double z, double clip, double scale, uint64_t dim, double beta,
-                          uint32_t t, double *sigma2_grid, sl_err *err)
+int sl_acct_mech_noise_vs_clip(const sl_acct_mech *m, double *z, sl_err *err)
+{
+    int rc = sl_acct_mech_check(m, err);
+    if (rc)
+        return rc;
+    uint32_t n;
+    double v;
+    mech_noise(m, m->survivors, &n, &v);
+    *z = sqrt((double)n * v) / (m->clip * m->scale);
+    return 0;
+}
+
+int sl_acct_ddg_calibrate(double z, double clip, double scale, uint32_t t, double *sigma2_grid,
+                          sl_err *err)
 {
     if (!(z > 0) || !isfinite(z))
         return sl_err_set(err, SL_EINVAL, "noise multiplier %g must be finite and > 0", z);
     if (t == 0)
         return sl_err_set(err, SL_EINVAL, "threshold must be at least 1 site");
-    double l2, l1;
-    int rc = sl_acct_ddg_sensitivity(clip, scale, dim, beta, &l2, &l1, err);
-    if (rc)
-        return rc;
-    *sigma2_grid = (z * l2) * (z * l2) / (double)t;
+    if (!(clip > 0) || !isfinite(clip) || !(scale > 0) || !isfinite(scale))
+        return sl_err_set(err, SL_EINVAL, "clip %g and scale %g must be finite and > 0", clip,
+                          scale);
+    *sigma2_grid = (z * clip * scale) * (z * clip * scale) / (double)t;
     return 0;
 }

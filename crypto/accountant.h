@@ -49,7 +49,8 @@ typedef struct sl_acct_eps {
     double epsilon_classic, order_classic; /* classic conversion */
 } sl_acct_eps;
 
-enum { SL_ACCT_CENTRAL = 0, SL_ACCT_DISTRIBUTED = 1 };
+/* Same values as SL_DP_DISTRIBUTED / SL_DP_CENTRAL (crypto/dp.h). */
+enum { SL_ACCT_DISTRIBUTED = 0, SL_ACCT_CENTRAL = 1 };
 
 /* Raw parameters of one round's mechanism, as the runtime logs them. The
  * accountant derives the effective noise from these; it never takes a noise
@@ -57,18 +58,21 @@ enum { SL_ACCT_CENTRAL = 0, SL_ACCT_DISTRIBUTED = 1 };
  * clipped LoRA delta; "grid units" those of the integers after scaling by
  * `scale` and rounding. */
 typedef struct sl_acct_mech {
-    int mode;              /* SL_ACCT_CENTRAL or SL_ACCT_DISTRIBUTED */
+    int mode;              /* SL_ACCT_DISTRIBUTED or SL_ACCT_CENTRAL */
     double q;              /* Poisson sampling probability of a site, (0, 1] */
     double clip;           /* L2 clip norm C, update units, > 0 */
     double scale;          /* grid units per update unit (distributed), > 0 */
     double sigma2_grid;    /* distributed: sigma^2 of each site's discrete
                             * Gaussian N_Z(0, sigma^2), grid units */
-    double noise_stddev;   /* central: stddev of the server's Gaussian, update units */
-    uint64_t dim;          /* coordinates of the update, 1..SL_ACCT_MAX_DIM */
+    double central_var_grid; /* central: sigma^2 of the server's discrete
+                            * Gaussian added to the sum, grid units */
+    uint64_t dim;          /* coordinates rounded and noised (the padded,
+                            * rotated length), 1..SL_ACCT_MAX_DIM */
     uint32_t sampled;      /* sites sampled for the round */
-    uint32_t received;     /* masked inputs received (inputs in the sum) */
-    uint32_t survivors;    /* sites that completed unmasking; their noise
-                            * shares are the ones counted */
+    uint32_t received;     /* masked inputs in the sum */
+    uint32_t survivors;    /* sites that completed unmasking. The noise
+                            * counted is that of survivors or of received
+                            * shares, whichever bounds epsilon higher */
     uint32_t threshold;    /* secure-aggregation threshold t */
     uint32_t modulus_bits; /* sums are taken mod 2^modulus_bits, 1..64 */
     double rounding_beta;  /* conditional stochastic rounding parameter in
@@ -129,18 +133,30 @@ double sl_acct_rdp_ddg_sampled(double q, double l2s, double l1s, double tau, uin
 /* Validates m (ranges, counts survivors <= received <= sampled); the
  * message names the bad field and value. */
 int sl_acct_mech_check(const sl_acct_mech *m, sl_err *err);
-/* Per-order RDP of one round with parameters m at orders[0..n). */
+/* Per-order RDP of one round with parameters m at orders[0..n).
+ * Distributed: the discrete Gaussian bound with n = survivors and with
+ * n = received noise shares, the larger at each order (the count that is
+ * really present is one of them; the larger bound is safe either way).
+ * Central: one discrete Gaussian of variance central_var_grid (tau = 0).
+ * Noise the mode does not use is ignored (extra independent noise is
+ * post-processing and can only help). */
 int sl_acct_mech_rdp(const sl_acct_mech *m, const double *orders, size_t n, double *rdp,
                      sl_err *err);
 /* Adds one round to a. On error a is untouched. */
 int sl_acct_add_mech(sl_acct *a, const sl_acct_mech *m, sl_err *err);
-/* The Gaussian-equivalent noise multiplier the round actually had:
- * central noise_stddev / clip; distributed sqrt(survivors sigma2_grid) / l2
- * with l2 the rounded sensitivity above. */
+/* The Gaussian-equivalent noise multiplier the round actually had,
+ * against the rounded sensitivity l2 and with the tau correction
+ * (KLS21 Prop. 14, third bound): 1 / (l2 / sqrt(n sigma^2) + tau sqrt(d)),
+ * n = survivors; central sqrt(V) / l2. */
 int sl_acct_mech_noise_multiplier(const sl_acct_mech *m, double *z, sl_err *err);
-/* The per-site sigma^2 (grid units) that gives noise multiplier z when only
- * t sites survive: (z l2)^2 / t. For the runtime's calibration. */
-int sl_acct_ddg_calibrate(double z, double clip, double scale, uint64_t dim, double beta,
-                          uint32_t t, double *sigma2_grid, sl_err *err);
+/* The noise the round had relative to the clip norm, the way a noise
+ * multiplier is configured: sqrt(survivors sigma2_grid) / (C s), central
+ * sqrt(V) / (C s). Below the configured multiplier means less noise than
+ * promised (too few survivors, or a smaller variance). */
+int sl_acct_mech_noise_vs_clip(const sl_acct_mech *m, double *z, sl_err *err);
+/* The per-site sigma^2 (grid units) that gives noise multiplier z (relative
+ * to the clip) when t sites survive: (z C s)^2 / t. */
+int sl_acct_ddg_calibrate(double z, double clip, double scale, uint32_t t, double *sigma2_grid,
+                          sl_err *err);
 
 #endif

@@ -41,7 +41,7 @@ static int name_cmp(const void *a, const void *b)
 static int same_mech(const sl_acct_mech *a, const sl_acct_mech *b)
 {
     return a->mode == b->mode && a->q == b->q && a->clip == b->clip && a->scale == b->scale &&
-           a->sigma2_grid == b->sigma2_grid && a->noise_stddev == b->noise_stddev &&
+           a->sigma2_grid == b->sigma2_grid && a->central_var_grid == b->central_var_grid &&
            a->dim == b->dim && a->sampled == b->sampled && a->received == b->received &&
            a->survivors == b->survivors && a->threshold == b->threshold &&
            a->modulus_bits == b->modulus_bits && a->rounding_beta == b->rounding_beta;
@@ -79,6 +79,35 @@ static int round_push(sl_audit_report *rep, size_t *cap, const sl_audit_round *r
     }
     rep->rounds[rep->nrounds++] = *r;
     return 0;
+}
+
+static int differs(double logged, double mine)
+{
+    return !(fabs(logged - mine) <= 1e-9 * fabs(mine) + 1e-12);
+}
+
+/* The record's derived values are never used; a mismatch with the
+ * auditor's own is still worth saying (a bug, or an edited record). */
+static void cross_check(sl_audit_findings *f, const sl_dp_round_record *raw,
+                        const sl_acct_mech *m, int64_t line, int64_t seq, int64_t round)
+{
+    double l2, l1;
+    sl_err e;
+    if (sl_acct_ddg_sensitivity(m->clip, m->scale, m->dim, m->rounding_beta, &l2, &l1, &e))
+        return;
+    if (differs(raw->l2_sensitivity, l2))
+        sl_audit_add(f, W, SL_AF_SEMANTIC, line, seq, round,
+                     "round %lld: the logged l2_sensitivity_grid %.10g differs from the "
+                     "recomputed %.10g (the logged value is not used)",
+                     (long long)round, raw->l2_sensitivity, l2);
+    if (m->mode == SL_ACCT_DISTRIBUTED && m->sigma2_grid > 0 && m->received > 0) {
+        double tau = sl_acct_ddg_tau(sqrt(m->sigma2_grid), m->received);
+        if (differs(raw->tau, tau))
+            sl_audit_add(f, W, SL_AF_SEMANTIC, line, seq, round,
+                         "round %lld: the logged tau %.10g differs from the recomputed %.10g "
+                         "(the logged value is not used)",
+                         (long long)round, raw->tau, tau);
+    }
 }
 
 /* Replays the records: configuration, rounds, mechanisms, epsilon. */
@@ -144,6 +173,7 @@ static int replay(const sl_auditlog_scan *s, const sl_audit_opts *o, sl_audit_re
     int64_t mech_round = -1;
     sl_acct_mech mech;
     memset(&mech, 0, sizeof mech);
+    double mech_target = NAN;
     int have_mech = 0;
     sl_acct_mech memo;
     memset(&memo, 0, sizeof memo);
@@ -175,10 +205,11 @@ static int replay(const sl_auditlog_scan *s, const sl_audit_opts *o, sl_audit_re
             open_line = line;
         } else if (strcmp(t, "mechanism") == 0) {
             sl_acct_mech m;
+            sl_dp_round_record raw;
             if (round < 0) {
                 sl_audit_add(f, E, SL_AF_FORMAT, line, r->seq, -1,
                              "mechanism record at line %lld has no valid round", (long long)line);
-            } else if (sl_auditlog_mech_decode(r->obj, &m, err)) {
+            } else if (sl_auditlog_mech_decode(r->obj, &m, &raw, err)) {
                 sl_audit_add(f, E, SL_AF_FORMAT, line, r->seq, round,
                              "mechanism record of round %lld (line %lld): %s", (long long)round,
                              (long long)line, err->msg);
@@ -190,6 +221,8 @@ static int replay(const sl_auditlog_scan *s, const sl_audit_opts *o, sl_audit_re
                 mech = m;
                 mech_round = round;
                 have_mech = 1;
+                mech_target = raw.sigma;
+                cross_check(f, &raw, &m, line, r->seq, round);
                 if (rep->mode >= 0 && m.mode != rep->mode)
                     sl_audit_add(f, W, SL_AF_SEMANTIC, line, r->seq, round,
                                  "round %lld ran in %s mode; the log was opened for %s mode",
@@ -217,7 +250,7 @@ static int replay(const sl_auditlog_scan *s, const sl_audit_opts *o, sl_audit_re
             memset(&ar, 0, sizeof ar);
             ar.round = round;
             ar.close_seq = r->seq;
-            ar.z_eff = NAN;
+            ar.z_eff = ar.z_clip = ar.z_target = NAN;
             ar.epsilon_claimed = NAN;
             const char *status = json_string_value(json_object_get(r->obj, "status"));
             json_t *contrib = json_object_get(r->obj, "contributors");
@@ -237,9 +270,12 @@ static int replay(const sl_auditlog_scan *s, const sl_audit_opts *o, sl_audit_re
             if (have_mech && mech_round == round) {
                 ar.has_mech = 1;
                 ar.mech = mech;
+                ar.z_target = mech_target;
                 sl_err e2;
                 if (sl_acct_mech_noise_multiplier(&mech, &ar.z_eff, &e2))
                     ar.z_eff = NAN;
+                if (sl_acct_mech_noise_vs_clip(&mech, &ar.z_clip, &e2))
+                    ar.z_clip = NAN;
             }
             if (ar.released) {
                 rep->released++;
@@ -262,12 +298,19 @@ static int replay(const sl_auditlog_scan *s, const sl_audit_opts *o, sl_audit_re
                                      "threshold %u",
                                      (long long)round, mech.survivors, mech.threshold);
                     if (rep->noise_multiplier > 0 &&
-                        !(ar.z_eff >= rep->noise_multiplier * (1 - 1e-9)))
+                        !(ar.z_clip >= rep->noise_multiplier * (1 - 1e-9)))
                         sl_audit_add(f, E, SL_AF_NOISE, line, r->seq, round,
-                                     "round %lld: effective noise multiplier %.6g is below the "
-                                     "configured %.6g (%u of %u sampled sites survived)",
-                                     (long long)round, ar.z_eff, rep->noise_multiplier,
+                                     "round %lld: the noise present was %.6g times the clip norm, "
+                                     "below the configured noise multiplier %.6g (%u of %u "
+                                     "sampled sites survived)",
+                                     (long long)round, ar.z_clip, rep->noise_multiplier,
                                      mech.survivors, mech.sampled);
+                    if (rep->noise_multiplier > 0 &&
+                        !(mech_target >= rep->noise_multiplier * (1 - 1e-9)))
+                        sl_audit_add(f, E, SL_AF_NOISE, line, r->seq, round,
+                                     "round %lld was planned with noise multiplier %.6g, below "
+                                     "the configured %.6g",
+                                     (long long)round, mech_target, rep->noise_multiplier);
                     if (have_memo && same_mech(&memo, &mech)) {
                         memcpy(rdp, memo_rdp, acct->n * sizeof *rdp);
                     } else if (sl_acct_mech_rdp(&mech, acct->orders, acct->n, rdp, err)) {

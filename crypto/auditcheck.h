@@ -42,7 +42,11 @@ typedef struct sl_audit_round {
     sl_acct_mech mech;
     size_t ncontrib;
     int64_t close_seq;
-    double z_eff;           /* effective noise multiplier; NAN without mechanism */
+    double z_eff;           /* Gaussian-equivalent noise multiplier against the
+                             * rounded sensitivity (accounting); NAN without mechanism */
+    double z_clip;          /* noise present relative to the clip norm (what a
+                             * configured multiplier means); NAN without mechanism */
+    double z_target;        /* the round's own planned multiplier; NAN if none */
     double epsilon;         /* recomputed, all released rounds up to this one */
     double order;           /* order achieving it */
     double epsilon_classic; /* classic conversion */

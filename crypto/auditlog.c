@@ -156,7 +156,7 @@ static int verify_obj(const json_t *o, const char *domain, const uint8_t pk[32])
 
 static const char *mode_name(int mode)
 {
-    return mode == SL_ACCT_DISTRIBUTED ? "distributed" : "central";
+    return mode == SL_ACCT_CENTRAL ? "central" : "distributed";
 }
 
 /* ---- findings ----------------------------------------------------------- */
@@ -525,91 +525,54 @@ void sl_auditlog_scan_fini(sl_auditlog_scan *s)
 
 /* ---- mechanism records -------------------------------------------------- */
 
-static json_t *mech_json(int64_t round, const sl_acct_mech *m)
+int sl_auditlog_mech_from_dp(const sl_dp_round_record *r, sl_acct_mech *out, sl_err *err)
 {
-    json_t *o = json_pack("{s:I, s:s, s:f, s:f, s:I, s:I, s:I, s:I, s:I, s:I}", "round",
-                          (json_int_t)round, "mode", mode_name(m->mode), "q", m->q, "clip",
-                          m->clip, "dim", (json_int_t)m->dim, "sampled", (json_int_t)m->sampled,
-                          "received", (json_int_t)m->received, "survivors",
-                          (json_int_t)m->survivors, "threshold", (json_int_t)m->threshold,
-                          "modulus_bits", (json_int_t)m->modulus_bits);
-    if (!o)
-        return NULL;
-    int bad;
-    if (m->mode == SL_ACCT_DISTRIBUTED)
-        bad = json_object_set_new(o, "scale", json_real(m->scale)) ||
-              json_object_set_new(o, "sigma2_grid", json_real(m->sigma2_grid)) ||
-              json_object_set_new(o, "rounding_beta", json_real(m->rounding_beta));
-    else
-        bad = json_object_set_new(o, "noise_stddev", json_real(m->noise_stddev));
-    if (bad) {
-        json_decref(o);
-        return NULL;
-    }
-    return o;
-}
-
-static int get_real(const json_t *o, const char *k, double *v, sl_err *err)
-{
-    json_t *x = json_object_get(o, k);
-    if (!json_is_number(x))
-        return sl_err_set(err, SL_EFORMAT, "mechanism member %s is missing or not a number", k);
-    *v = json_number_value(x);
-    return 0;
-}
-
-static int get_uint(const json_t *o, const char *k, uint64_t max, uint64_t *v, sl_err *err)
-{
-    json_t *x = json_object_get(o, k);
-    if (!json_is_integer(x) || json_integer_value(x) < 0 || (uint64_t)json_integer_value(x) > max)
-        return sl_err_set(err, SL_EFORMAT,
-                          "mechanism member %s is missing or not an integer in [0, %llu]", k,
-                          (unsigned long long)max);
-    *v = (uint64_t)json_integer_value(x);
-    return 0;
-}
-
-int sl_auditlog_mech_decode(const json_t *rec, sl_acct_mech *out, sl_err *err)
-{
+    if (r->site_var_den == 0 || r->central_var_den == 0)
+        return sl_err_set(err, SL_EINVAL, "dp record of round %llu: a variance denominator is 0",
+                          (unsigned long long)r->round);
     sl_acct_mech m;
     memset(&m, 0, sizeof m);
-    const char *mode = json_string_value(json_object_get(rec, "mode"));
-    if (!mode)
-        return sl_err_set(err, SL_EFORMAT, "mechanism member mode is missing");
-    if (strcmp(mode, "distributed") == 0)
-        m.mode = SL_ACCT_DISTRIBUTED;
-    else if (strcmp(mode, "central") == 0)
-        m.mode = SL_ACCT_CENTRAL;
-    else
-        return sl_err_set(err, SL_EFORMAT, "mechanism mode '%.32s' is neither distributed nor central",
-                          mode);
-    uint64_t dim, sampled, received, survivors, threshold, bits;
-    int rc;
-    if ((rc = get_real(rec, "q", &m.q, err)) || (rc = get_real(rec, "clip", &m.clip, err)) ||
-        (rc = get_uint(rec, "dim", SL_ACCT_MAX_DIM, &dim, err)) ||
-        (rc = get_uint(rec, "sampled", SL_ACCT_MAX_SITES, &sampled, err)) ||
-        (rc = get_uint(rec, "received", SL_ACCT_MAX_SITES, &received, err)) ||
-        (rc = get_uint(rec, "survivors", SL_ACCT_MAX_SITES, &survivors, err)) ||
-        (rc = get_uint(rec, "threshold", SL_ACCT_MAX_SITES, &threshold, err)) ||
-        (rc = get_uint(rec, "modulus_bits", 64, &bits, err)))
-        return rc;
-    m.dim = dim;
-    m.sampled = (uint32_t)sampled;
-    m.received = (uint32_t)received;
-    m.survivors = (uint32_t)survivors;
-    m.threshold = (uint32_t)threshold;
-    m.modulus_bits = (uint32_t)bits;
-    if (m.mode == SL_ACCT_DISTRIBUTED) {
-        if ((rc = get_real(rec, "scale", &m.scale, err)) ||
-            (rc = get_real(rec, "sigma2_grid", &m.sigma2_grid, err)) ||
-            (rc = get_real(rec, "rounding_beta", &m.rounding_beta, err)))
-            return rc;
-    } else if ((rc = get_real(rec, "noise_stddev", &m.noise_stddev, err))) {
-        return rc;
-    }
-    if ((rc = sl_acct_mech_check(&m, err)))
-        return rc;
+    m.mode = r->mode == SL_DP_CENTRAL ? SL_ACCT_CENTRAL : SL_ACCT_DISTRIBUTED;
+    m.q = r->sampling_rate > 0 ? r->sampling_rate : 1.0;
+    m.clip = r->clip;
+    m.scale = r->scale;
+    m.rounding_beta = r->beta;
+    m.dim = r->rotation_dim ? r->rotation_dim : r->dim;
+    m.sigma2_grid = (double)r->site_var_num / (double)r->site_var_den;
+    m.central_var_grid = (double)r->central_var_num / (double)r->central_var_den;
+    m.sampled = r->sites_sampled;
+    m.received = r->masked_inputs;
+    m.survivors = r->survivors;
+    m.threshold = r->threshold;
+    m.modulus_bits = r->modulus_bits;
+    int rc = sl_acct_mech_check(&m, err);
+    if (rc)
+        return sl_err_prefix(err, "dp record of round %llu", (unsigned long long)r->round);
     *out = m;
+    return 0;
+}
+
+int sl_auditlog_mech_decode(const json_t *rec, sl_acct_mech *m, sl_dp_round_record *raw,
+                            sl_err *err)
+{
+    sl_dp_round_record r;
+    json_t *dp = json_object_get(rec, "dp");
+    if (!json_is_object(dp))
+        return sl_err_set(err, SL_EFORMAT, "mechanism record has no dp object");
+    int rc = sl_dp_record_from_json(dp, &r, err);
+    if (rc)
+        return rc;
+    json_t *round = json_object_get(rec, "round");
+    if (!json_is_integer(round) || json_integer_value(round) < 0 ||
+        (uint64_t)json_integer_value(round) != r.round)
+        return sl_err_set(err, SL_EFORMAT, "mechanism record: round differs from its dp record's (%llu)",
+                          (unsigned long long)r.round);
+    sl_acct_mech mm;
+    if ((rc = sl_auditlog_mech_from_dp(&r, &mm, err)))
+        return rc;
+    *m = mm;
+    if (raw)
+        *raw = r;
     return 0;
 }
 
@@ -953,14 +916,19 @@ int sl_auditlog_append_signed(sl_auditlog *log, const char *type, const json_t *
     return append_common(log, type, fields, 1, pos, err);
 }
 
-int sl_auditlog_mechanism(sl_auditlog *log, int64_t round, const sl_acct_mech *m, sl_err *err)
+int sl_auditlog_mechanism(sl_auditlog *log, const sl_dp_round_record *r, sl_err *err)
 {
-    if (round < 0)
-        return sl_err_set(err, SL_EINVAL, "audit log: round %lld is negative", (long long)round);
-    int rc = sl_acct_mech_check(m, err);
+    if (r->round > (uint64_t)INT64_MAX)
+        return sl_err_set(err, SL_EINVAL, "audit log: round %llu is too large",
+                          (unsigned long long)r->round);
+    sl_acct_mech m;
+    int rc = sl_auditlog_mech_from_dp(r, &m, err);
     if (rc)
         return rc;
-    json_t *rec = mech_json(round, m);
+    json_t *dp = NULL;
+    if ((rc = sl_dp_record_to_json(r, &dp, err)))
+        return rc;
+    json_t *rec = json_pack("{s:I, s:o}", "round", (json_int_t)r->round, "dp", dp);
     if (!rec)
         return sl_err_set(err, SL_ENOMEM, "audit log: out of memory");
     rc = write_record(log, "mechanism", rec, 0, 0, NULL, err);

@@ -31,6 +31,7 @@
 #include <stdint.h>
 
 #include "crypto/accountant.h"
+#include "crypto/dp_record.h"
 #include "shared/err.h"
 
 #define SL_AUDITLOG_FILE "audit.jsonl"
@@ -56,7 +57,7 @@ typedef struct sl_auditlog_config {
     double epsilon_budget;   /* promised epsilon, > 0 */
     double delta;            /* its delta, in (0, 1) */
     double noise_multiplier; /* configured Gaussian-equivalent z, > 0 */
-    int mode;                /* SL_ACCT_CENTRAL or SL_ACCT_DISTRIBUTED */
+    int mode;                /* SL_ACCT_DISTRIBUTED or SL_ACCT_CENTRAL */
 } sl_auditlog_config;
 
 /* A position in the log: the record's seq and the SHA-256 of its line. */
@@ -98,9 +99,10 @@ int sl_auditlog_append(sl_auditlog *log, const char *type, const json_t *fields,
  * lost). */
 int sl_auditlog_append_signed(sl_auditlog *log, const char *type, const json_t *fields,
                               sl_auditlog_pos *pos, sl_err *err);
-/* Appends the round's mechanism record (raw parameters, see
- * sl_acct_mech) after checking them. */
-int sl_auditlog_mechanism(sl_auditlog *log, int64_t round, const sl_acct_mech *m, sl_err *err);
+/* Appends the round's mechanism record: the secure aggregation's
+ * parameter record (crypto/dp_record, embedded as member "dp") after
+ * checking that the accountant can read it. */
+int sl_auditlog_mechanism(sl_auditlog *log, const sl_dp_round_record *r, sl_err *err);
 /* Appends the signed round_close record and fsyncs the log: released
  * (1) or aborted (0), the contributors (sites whose inputs are in the sum),
  * the epsilon spent so far as the server computed it, and extra members
@@ -219,9 +221,14 @@ int sl_auditlog_scan_buf(const uint8_t *buf, size_t len, const uint8_t pk[32],
                          sl_auditlog_scan *out, sl_err *err);
 void sl_auditlog_scan_fini(sl_auditlog_scan *s);
 
-/* Decodes a mechanism record's members into m (checked with
- * sl_acct_mech_check); the message names the member. */
-int sl_auditlog_mech_decode(const json_t *rec, sl_acct_mech *m, sl_err *err);
+/* The accountant's view of a parameter record: its raw fields only (the
+ * derived l2_sensitivity_grid, tau and noise_multiplier_effective are
+ * recomputed, never read). An unknown sampling rate counts as q = 1. */
+int sl_auditlog_mech_from_dp(const sl_dp_round_record *r, sl_acct_mech *m, sl_err *err);
+/* Decodes a mechanism record: its "dp" member (sl_dp_record_from_json,
+ * whose round must equal the record's) into raw (may be NULL) and m. */
+int sl_auditlog_mech_decode(const json_t *rec, sl_acct_mech *m, sl_dp_round_record *raw,
+                            sl_err *err);
 /* Hex helpers: 2n lowercase hex characters <-> n bytes. */
 int sl_auditlog_unhex(const char *hex, uint8_t *out, size_t n);
 void sl_auditlog_hex(const uint8_t *in, size_t n, char *out);

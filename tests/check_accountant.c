@@ -273,8 +273,8 @@ static sl_acct_mech ddg_mech(void)
     m.modulus_bits = 32;
     m.rounding_beta = 0;
     sl_err err = {0};
-    ck_assert_int_eq(sl_acct_ddg_calibrate(1.0, m.clip, m.scale, m.dim, 0, m.threshold,
-                                           &m.sigma2_grid, &err), 0);
+    ck_assert_int_eq(sl_acct_ddg_calibrate(1.0, m.clip, m.scale, m.threshold, &m.sigma2_grid,
+                                           &err), 0);
     return m;
 }
 
@@ -304,20 +304,25 @@ START_TEST(test_ddg_reduces_to_gaussian)
 }
 END_TEST
 
-/* Calibration for t survivors yields the target z when exactly t survive;
- * more survivors mean more noise (lower epsilon), fewer mean less. */
+/* Calibration for t survivors yields the target z (relative to the clip)
+ * when exactly t survive; the effective multiplier against the rounded
+ * sensitivity is lower by C s / l2; more survivors mean more noise (lower
+ * epsilon), fewer mean less. */
 START_TEST(test_ddg_survivors)
 {
     sl_acct_mech m = ddg_mech();
     sl_err err = {0};
-    double z;
+    double z, l2, l1;
     m.survivors = m.threshold;
-    ck_assert_int_eq(sl_acct_mech_noise_multiplier(&m, &z, &err), 0);
+    ck_assert_int_eq(sl_acct_mech_noise_vs_clip(&m, &z, &err), 0);
     CLOSE(z, 1.0, 1e-12);
+    ck_assert_int_eq(sl_acct_mech_noise_multiplier(&m, &z, &err), 0);
+    ck_assert_int_eq(sl_acct_ddg_sensitivity(m.clip, m.scale, m.dim, 0, &l2, &l1, &err), 0);
+    CLOSE(z, m.clip * m.scale / l2, 1e-12); /* tau is 0 to double precision here */
     double prev = INFINITY;
     for (uint32_t s = 4; s <= 18; s++) {
         m.survivors = s;
-        m.received = 18;
+        m.received = s;
         sl_acct a;
         sl_acct_init(&a);
         for (int r = 0; r < 30; r++)
@@ -338,17 +343,32 @@ START_TEST(test_ddg_survivors)
     ck_assert_int_eq(sl_acct_add_sgm(&g, m.q, z, 1, &err), 0);
     for (size_t i = 0; i < a.n; i++)
         ck_assert(a.rdp[i] >= g.rdp[i] * (1 - 1e-12));
-    /* Central mode is exactly the subsampled Gaussian of stddev / clip. */
+    /* With received > survivors the larger of the two bounds is charged:
+     * here the survivors' (less noise). */
+    sl_acct b;
+    sl_acct_init(&a);
+    sl_acct_init(&b);
+    m.received = 18;
+    ck_assert_int_eq(sl_acct_add_mech(&a, &m, &err), 0);
+    m.received = 16;
+    ck_assert_int_eq(sl_acct_add_mech(&b, &m, &err), 0);
+    for (size_t i = 0; i < a.n; i++)
+        ck_assert(a.rdp[i] == b.rdp[i]);
+    /* Central mode is one discrete Gaussian of the server's variance: the
+     * bound with one share (tau = 0), whatever the sites did. */
     sl_acct_mech c = m;
     c.mode = SL_ACCT_CENTRAL;
-    c.noise_stddev = 2.2;
-    c.clip = 2.0;
+    c.central_var_grid = 4.0e6;
+    c.sigma2_grid = 0;
+    ck_assert_int_eq(sl_acct_ddg_sensitivity(c.clip, c.scale, c.dim, 0, &l2, &l1, &err), 0);
+    double rdp[SL_ACCT_MAX_ORDERS];
     sl_acct_init(&a);
-    sl_acct_init(&g);
-    ck_assert_int_eq(sl_acct_add_mech(&a, &c, &err), 0);
-    ck_assert_int_eq(sl_acct_add_sgm(&g, c.q, 1.1, 1, &err), 0);
+    ck_assert_int_eq(sl_acct_mech_rdp(&c, a.orders, a.n, rdp, &err), 0);
     for (size_t i = 0; i < a.n; i++)
-        ck_assert(a.rdp[i] == g.rdp[i]);
+        ck_assert(rdp[i] == sl_acct_rdp_ddg_sampled(c.q, l2 / 2000, l1 / 2000, 0, c.dim,
+                                                    a.orders[i]));
+    ck_assert_int_eq(sl_acct_mech_noise_vs_clip(&c, &z, &err), 0);
+    CLOSE(z, 2000 / (c.clip * c.scale), 1e-12);
 }
 END_TEST
 
@@ -452,7 +472,7 @@ START_TEST(test_bad_mechanism)
     BAD(m.modulus_bits = 65, "modulus_bits");
     BAD(m.rounding_beta = 1, "rounding_beta");
     BAD(m.mode = 7, "mode");
-    BAD((m.mode = SL_ACCT_CENTRAL, m.noise_stddev = -1), "noise_stddev");
+    BAD((m.mode = SL_ACCT_CENTRAL, m.central_var_grid = -1), "central_var_grid");
 #undef BAD
     /* No survivor, or per-site noise below 1/2 grid unit: infinite epsilon. */
     m = ddg_mech();

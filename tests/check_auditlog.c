@@ -42,22 +42,34 @@ static const char *site_name(int i)
     return b[i];
 }
 
+/* The secure aggregation's own parameter record for a round (crypto/dp):
+ * sigma 1 calibrated for t = 3 contributors, survivors varying. */
+static sl_dp_round_record round_rec(int r, int survivors)
+{
+    sl_dp_params p;
+    memset(&p, 0, sizeof p);
+    p.dim = 2000;
+    p.clip = 1.0;
+    p.scale = 512;
+    p.sigma = 1.0;
+    p.threshold = 3;
+    p.beta = SL_DP_DEFAULT_BETA;
+    p.mode = SL_DP_DISTRIBUTED;
+    p.bits = 32;
+    sl_dp_plan pl;
+    sl_err err = {0};
+    ck_assert_msg(sl_dp_plan_init(&pl, &p, &err) == 0, "%s", err.msg);
+    sl_dp_round_record rec;
+    sl_dp_record_fill(&rec, &pl, (uint64_t)r, 0.2, NSITES, NSITES, (uint32_t)survivors);
+    return rec;
+}
+
 static sl_acct_mech round_mech(int survivors)
 {
-    sl_acct_mech m = {0};
-    m.mode = SL_ACCT_DISTRIBUTED;
-    m.q = 0.2;
-    m.clip = 1.0;
-    m.scale = 512;
-    m.dim = 2048;
-    m.sampled = NSITES;
-    m.received = NSITES;
-    m.survivors = (uint32_t)survivors;
-    m.threshold = 3;
-    m.modulus_bits = 32;
+    sl_dp_round_record rec = round_rec(0, survivors);
+    sl_acct_mech m;
     sl_err err = {0};
-    ck_assert_int_eq(sl_acct_ddg_calibrate(1.0, m.clip, m.scale, m.dim, 0, m.threshold,
-                                           &m.sigma2_grid, &err), 0);
+    ck_assert_int_eq(sl_auditlog_mech_from_dp(&rec, &m, &err), 0);
     return m;
 }
 
@@ -79,8 +91,10 @@ static void run_round(sl_auditlog *log, fixture *fx, sl_acct *acct, int r, int s
     o = json_pack("{s:i, s:s, s:i}", "round", r, "phase", "masked_input", "received", NSITES);
     ck_assert_int_eq(sl_auditlog_append(log, "phase", o, NULL, &err), 0);
     json_decref(o);
-    sl_acct_mech m = round_mech(survivors);
-    ck_assert_int_eq(sl_auditlog_mechanism(log, r, &m, &err), 0);
+    sl_dp_round_record rec = round_rec(r, survivors);
+    ck_assert_msg(sl_auditlog_mechanism(log, &rec, &err) == 0, "%s", err.msg);
+    sl_acct_mech m;
+    ck_assert_int_eq(sl_auditlog_mech_from_dp(&rec, &m, &err), 0);
     ck_assert_int_eq(sl_acct_add_mech(acct, &m, &err), 0);
     sl_acct_eps e;
     ck_assert_int_eq(sl_acct_epsilon(acct, 1e-5, &e, &err), 0);
@@ -314,8 +328,12 @@ START_TEST(test_clean_log_verifies)
     ck_assert(rep.final.epsilon == fx.eps);
     ck_assert(rep.rounds[5].epsilon == fx.eps);
     ck_assert(rep.rounds[0].epsilon < rep.rounds[5].epsilon);
-    /* Survivors 3, 4, 5: z_eff = sqrt(s / t) for calibration at t = 3. */
-    ck_assert(fabs(rep.rounds[1].z_eff - sqrt(4.0 / 3.0)) < 1e-12);
+    /* Survivors 3, 4, 5 of a calibration for t = 3: the noise present is
+     * sqrt(s / t) times the clip (the variance is rounded up, by < 1e-9). */
+    ck_assert(fabs(rep.rounds[1].z_clip - sqrt(4.0 / 3.0)) < 1e-9);
+    ck_assert(rep.rounds[1].z_clip >= sqrt(4.0 / 3.0));
+    ck_assert(rep.rounds[1].z_eff < rep.rounds[1].z_clip); /* rounding inflates l2 */
+    ck_assert(rep.rounds[1].z_target == 1.0);
     ck_assert_uint_eq(rep.nrecords, 1 + 6 * 5 + 1);
     sl_audit_report_fini(&rep);
 }
@@ -456,7 +474,7 @@ START_TEST(test_edited_unsigned_record)
     read_lines(&fx, &L);
     size_t i = find(&L, "mechanism", 1);
     json_t *o = parse(L.v[i]);
-    json_object_set_new(o, "survivors", json_integer(5)); /* claim more noise */
+    json_object_set_new(json_object_get(o, "dp"), "survivors", json_integer(5)); /* more noise */
     free(L.v[i]);
     L.v[i] = dump(o);
     write_lines(&fx, &L);
@@ -501,7 +519,7 @@ START_TEST(test_edited_with_rechain)
     read_lines(&fx, &L);
     size_t i = find(&L, "mechanism", 1), j = find(&L, "round_close", 1);
     json_t *o = parse(L.v[i]);
-    json_object_set_new(o, "q", json_real(0.01));
+    json_object_set_new(json_object_get(o, "dp"), "sampling_rate", json_real(0.01));
     free(L.v[i]);
     L.v[i] = dump(o);
     rechain(&L, i + 1, NULL);
@@ -775,7 +793,8 @@ START_TEST(test_noise_claim_budget)
     ck_assert_int_eq(sl_auditlog_close(log, &err), 0);
     sl_audit_report rep;
     check(&fx, 0, &rep);
-    EXPECT(&rep, "noise", "round 1: effective noise multiplier 0.816497 is below the configured 1");
+    EXPECT(&rep, "noise", "round 1: the noise present was 0.8164");
+    EXPECT(&rep, "noise", "below the configured noise multiplier 1 (2 of 5 sampled sites");
     EXPECT(&rep, "log", "round 1 was released with 2 survivors, below the threshold 3");
     EXPECT(&rep, "claim", "round 2: the log claims epsilon");
     ck_assert(rep.budget_held);
@@ -855,9 +874,10 @@ START_TEST(test_writer_limits)
     ck_assert_int_eq(sl_auditlog_close_round(log, 5, 1, c, SL_AUDITLOG_MAX_CONTRIB + 1, 0.1, NULL,
                                              NULL, &err), SL_ELIMIT);
     ck_assert_int_eq(sl_auditlog_close_round(log, 5, 1, c, 1, NAN, NULL, NULL, &err), SL_EINVAL);
-    sl_acct_mech m = round_mech(3);
-    m.q = 2;
-    ck_assert_int_eq(sl_auditlog_mechanism(log, 5, &m, &err), SL_EINVAL);
+    sl_dp_round_record rec = round_rec(5, 3);
+    rec.clip = -1;
+    ck_assert_int_eq(sl_auditlog_mechanism(log, &rec, &err), SL_EINVAL);
+    ck_assert_ptr_nonnull(strstr(err.msg, "dp record of round 5: mechanism field clip"));
     ck_assert_uint_eq(sl_auditlog_next_seq(log), at); /* nothing written */
     ck_assert_int_eq(sl_auditlog_close(log, &err), 0);
     /* Create refuses an existing log. */
@@ -935,16 +955,30 @@ START_TEST(test_malformed_lines)
         ck_assert_msg(found, "case %zu: no %s finding with '%s'", i, bad[i].kind, bad[i].msg);
         sl_auditlog_scan_fini(&s);
     }
-    /* Mechanism records with bad members are refused by name. */
-    json_t *o = json_pack("{s:s, s:f, s:f, s:I}", "mode", "distributed", "q", 0.1, "clip", 1.0,
-                          "dim", (json_int_t)10);
+    /* Mechanism records: a missing dp object, a dp record the secure
+     * aggregation's decoder refuses, a round that differs, parameters the
+     * accountant refuses. */
     sl_acct_mech m;
     sl_err err = {0};
-    ck_assert_int_eq(sl_auditlog_mech_decode(o, &m, &err), SL_EFORMAT);
-    ck_assert_ptr_nonnull(strstr(err.msg, "sampled"));
+    json_t *o = json_pack("{s:i}", "round", 1);
+    ck_assert_int_eq(sl_auditlog_mech_decode(o, &m, NULL, &err), SL_EFORMAT);
+    ck_assert_ptr_nonnull(strstr(err.msg, "no dp object"));
     json_decref(o);
-    o = json_pack("{s:s}", "mode", "magic");
-    ck_assert_int_eq(sl_auditlog_mech_decode(o, &m, &err), SL_EFORMAT);
+    sl_dp_round_record rec = round_rec(4, 3);
+    json_t *dp;
+    ck_assert_int_eq(sl_dp_record_to_json(&rec, &dp, &err), 0);
+    o = json_pack("{s:i, s:O}", "round", 3, "dp", dp);
+    ck_assert_int_eq(sl_auditlog_mech_decode(o, &m, NULL, &err), SL_EFORMAT);
+    ck_assert_ptr_nonnull(strstr(err.msg, "round differs"));
+    json_object_set_new(o, "round", json_integer(4));
+    ck_assert_int_eq(sl_auditlog_mech_decode(o, &m, NULL, &err), 0);
+    json_object_set_new(dp, "unknown", json_integer(1));
+    ck_assert_int_eq(sl_auditlog_mech_decode(o, &m, NULL, &err), SL_EFORMAT);
+    json_object_del(dp, "unknown");
+    json_object_set_new(dp, "grid_scale", json_real(0));
+    ck_assert_int_ne(sl_auditlog_mech_decode(o, &m, NULL, &err), 0);
+    ck_assert_ptr_nonnull(strstr(err.msg, "scale"));
+    json_decref(dp);
     json_decref(o);
 }
 END_TEST
