@@ -2,8 +2,12 @@
  * the emulator, protected updates) plus the shared model commands. */
 #include "shared/cli.h"
 #include "shared/modelcmd.h"
+#include "client/cmd_chanping.h"
+#include "client/cmd_enroll.h"
 
 static const sl_cli_cmd cmds[] = {
+    {"enroll", "make this site's key and a certificate signing request", sl_cmd_enroll},
+    {"channel-ping", "diagnostics: check connectivity and credentials with the server", sl_cmd_channel_ping},
     SL_MODELCMD_ENTRIES
 };
 

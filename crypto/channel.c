@@ -2215,8 +2215,11 @@ int sl_chan_client_fetch(sl_chan_client *c, const char *name, const char *dest,
         free(buf);
     }
     uint64_t synced = off;
-    if (progress)
-        progress(ctx, off, fi.size);
+    if (progress && progress(ctx, off, fi.size)) {
+        rc = sl_err_set(err, SL_EABORT, "fetch '%s' stopped at byte %llu of %llu", name,
+                        (unsigned long long)off, (unsigned long long)fi.size);
+        goto out;
+    }
     while (off < fi.size) {
         uint32_t want = fi.chunk;
         if (fi.size - off < want)
@@ -2252,7 +2255,8 @@ int sl_chan_client_fetch(sl_chan_client *c, const char *name, const char *dest,
         crypto_generichash_update(&hs, ch.data, ch.len);
         sl_chan_reply_free(&r);
         off += want;
-        if (off - synced >= SL_CHAN_SYNC_EVERY && off < fi.size) {
+        int stop = progress && off < fi.size && progress(ctx, off, fi.size);
+        if ((stop || off - synced >= SL_CHAN_SYNC_EVERY) && off < fi.size) {
             /* Durable checkpoint: data first, then the offset that covers it. */
             if (fdatasync(fd) != 0) {
                 rc = sl_err_errno(err, "%s: fdatasync", part);
@@ -2262,9 +2266,15 @@ int sl_chan_client_fetch(sl_chan_client *c, const char *name, const char *dest,
                 goto out;
             synced = off;
         }
-        if (progress)
-            progress(ctx, off, fi.size);
+        if (stop) {
+            rc = sl_err_set(err, SL_EABORT,
+                            "fetch '%s' stopped at byte %llu of %llu; run it again to resume",
+                            name, (unsigned long long)off, (unsigned long long)fi.size);
+            goto out;
+        }
     }
+    if (progress)
+        progress(ctx, off, fi.size);
     uint8_t got[32];
     crypto_generichash_final(&hs, got, 32);
     if (sodium_memcmp(got, fi.digest, 32) != 0) {

@@ -230,8 +230,10 @@ int sl_chan_client_connect(sl_chan_client *c, sl_err *err);
  * next call starts a new one. */
 int sl_chan_client_call(sl_chan_client *c, uint16_t type, const void *payload, size_t len,
                         sl_chan_reply *reply, sl_err *err);
-/* Progress of a fetch: bytes present so far and total. */
-typedef void (*sl_chan_progress_fn)(void *ctx, uint64_t done, uint64_t total);
+/* Progress of a fetch: bytes present so far and total. Returning non-zero
+ * stops the fetch: the bytes so far are made durable and recorded, and the
+ * fetch returns SL_EABORT; the next fetch resumes there. */
+typedef int (*sl_chan_progress_fn)(void *ctx, uint64_t done, uint64_t total);
 /* Downloads the server's file `name` to dest in chunks. Data goes to
  * dest.part, with dest.part.info recording the expected digest and the
  * offset made durable so far; an interrupted fetch resumes from there. The

@@ -316,6 +316,10 @@ int sl_identity_keygen(const char *key_pem_path, uint8_t pk[SL_IDENTITY_PK_BYTES
 /* A throwaway EVP_PKEY for the secret key in path (for OpenSSL signing). */
 static EVP_PKEY *load_evp_secret(const char *path, sl_err *err)
 {
+    if (sodium_init() < 0) {
+        sl_err_set(err, SL_ECRYPTO, "libsodium failed to initialise");
+        return NULL;
+    }
     uint8_t *sk = sodium_malloc(64);
     if (!sk) {
         sl_err_set(err, SL_ENOMEM, "cannot allocate secure memory");
@@ -508,6 +512,8 @@ static int add_ext(X509 *x, X509V3_CTX *ctx, int nid, const char *value)
 static int set_random_serial(ASN1_INTEGER *serial)
 {
     uint8_t b[16];
+    if (sodium_init() < 0)
+        return -1;
     randombytes_buf(b, sizeof b);
     b[0] = (uint8_t)((b[0] & 0x7f) | 0x40); /* positive, exactly 16 bytes */
     BIGNUM *bn = BN_bin2bn(b, sizeof b, NULL);

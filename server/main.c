@@ -2,8 +2,14 @@
  * round orchestration, plug-in and export) plus the shared model commands. */
 #include "shared/cli.h"
 #include "shared/modelcmd.h"
+#include "server/cmd_chanecho.h"
+#include "server/cmd_provision.h"
 
 static const sl_cli_cmd cmds[] = {
+    {"provision", "create the CA and startup kits; add a site; sign a site's request", sl_cmd_provision},
+    {"renew", "issue a new certificate for a site's (or the server's) existing key", sl_cmd_renew},
+    {"revoke", "revoke a site's certificates (takes effect at the next message)", sl_cmd_revoke},
+    {"channel-echo", "diagnostics: echo server to check connectivity and credentials", sl_cmd_channel_echo},
     SL_MODELCMD_ENTRIES
 };
 

@@ -566,11 +566,12 @@ static void *serve(void *arg)
 }
 
 static int g_first_progress = -1;
-static void progress(void *ctx, uint64_t done, uint64_t total)
+static int progress(void *ctx, uint64_t done, uint64_t total)
 {
-    (void)ctx, (void)total;
+    (void)total;
     if (g_first_progress < 0)
         g_first_progress = (int)(done >> 20);
+    return ctx && done >= *(uint64_t *)ctx; /* stop once past the limit */
 }
 
 START_TEST(test_sockets_call_resend_fetch)
@@ -648,6 +649,19 @@ START_TEST(test_sockets_call_resend_fetch)
     ck_assert_int_eq(sl_fs_read_all(dest, 1 << 24, &got, &gn, &err), 0);
     ck_assert_uint_eq(gn, fsize);
     ck_assert(memcmp(got, data, fsize) == 0);
+    free(got);
+    /* A fetch stopped after 1 MiB leaves a recorded, resumable partial file. */
+    unlink(dest);
+    uint64_t limit = 1u << 20;
+    g_first_progress = -1;
+    ck_assert_int_eq(sl_chan_client_fetch(c, "emulator.bin", dest, progress, &limit, &err),
+                     SL_EABORT);
+    ck_assert(sl_fs_exists(part) && sl_fs_exists(info) && !sl_fs_exists(dest));
+    g_first_progress = -1;
+    ck_assert_int_eq(sl_chan_client_fetch(c, "emulator.bin", dest, progress, NULL, &err), 0);
+    ck_assert_int_eq(g_first_progress, 1);
+    ck_assert_int_eq(sl_fs_read_all(dest, 1 << 24, &got, &gn, &err), 0);
+    ck_assert(gn == fsize && memcmp(got, data, fsize) == 0);
     free(got);
     /* A partial download whose bytes are corrupt fails the digest check and
      * is removed; the next fetch starts over and succeeds. */
