@@ -8,6 +8,11 @@
 #include "shared/fsutil.h"
 #include "shared/safetensors.h"
 
+/* The adapter passes LoRA target bits to shared/peft unchanged. */
+_Static_assert(SL_LORA_C_ATTN == SL_PEFT_ATTN_C_ATTN && SL_LORA_C_PROJ == SL_PEFT_ATTN_C_PROJ &&
+                   SL_LORA_MLP_FC == SL_PEFT_MLP_C_FC && SL_LORA_MLP_PROJ == SL_PEFT_MLP_C_PROJ,
+               "LoRA and PEFT target bits must agree");
+
 typedef struct names {
     char a[160], b[160];
 } names;

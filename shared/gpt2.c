@@ -29,7 +29,8 @@ static void kind_shape(const sl_gpt2_config *cfg, int kind, int *ndim, int64_t s
     shape[1] = s1[kind];
 }
 
-size_t sl_gpt2_count_params(const sl_gpt2_config *cfg)
+/* Floats a model of this configuration holds, in our layout. */
+static size_t count_params(const sl_gpt2_config *cfg)
 {
     size_t C = (size_t)cfg->n_embd;
     size_t n = (size_t)cfg->vocab_size * C + (size_t)cfg->n_positions * C + 2 * C;
@@ -105,7 +106,7 @@ int sl_gpt2_create(sl_gpt2 **out, const sl_gpt2_config *cfg, sl_err *err)
     m->V = cfg->vocab_size;
     m->maxT = cfg->n_positions;
     m->ntensors = SL_GPT2_LAYER0 + m->L * SL_T_PER_LAYER + 2;
-    m->nparams = sl_gpt2_count_params(cfg);
+    m->nparams = count_params(cfg);
     m->layers = calloc((size_t)m->L, sizeof *m->layers);
     m->params = calloc(m->nparams, sizeof(float));
     if (!m->layers || !m->params) {

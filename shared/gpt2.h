@@ -77,8 +77,6 @@ void sl_gpt2_tensor_info(const sl_gpt2 *m, int i, sl_gpt2_tensor *t);
 /* Index of the tensor named name (with or without the "transformer."
  * prefix), or -1. */
 int sl_gpt2_tensor_find(const sl_gpt2 *m, const char *name);
-/* Floats a model of this configuration holds. */
-size_t sl_gpt2_count_params(const sl_gpt2_config *cfg);
 
 typedef struct sl_gpt2_ctx sl_gpt2_ctx;
 

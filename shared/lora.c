@@ -7,13 +7,6 @@
 
 #include "shared/rng.h"
 
-static const char *const target_names[SL_LORA_NTARGETS] = {"c_attn", "c_proj", "c_fc", "c_proj"};
-static const char *const target_paths[SL_LORA_NTARGETS] = {"attn.c_attn", "attn.c_proj",
-                                                           "mlp.c_fc", "mlp.c_proj"};
-
-const char *sl_lora_target_name(int target) { return target_names[target]; }
-const char *sl_lora_target_path(int target) { return target_paths[target]; }
-
 static void target_dims(const sl_gpt2 *m, int target, int *in, int *out)
 {
     switch (target) {

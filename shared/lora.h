@@ -15,7 +15,7 @@
 #include "shared/err.h"
 #include "shared/gpt2.h"
 
-/* Target modules, as bits. */
+/* Target modules, as bits (the same bits as SL_PEFT_* in shared/peft.h). */
 #define SL_LORA_C_ATTN 1u   /* attn.c_attn  [C, 3C] */
 #define SL_LORA_C_PROJ 2u   /* attn.c_proj  [C, C]  */
 #define SL_LORA_MLP_FC 4u   /* mlp.c_fc     [C, F]  */
@@ -52,9 +52,5 @@ void sl_lora_free(sl_lora *l); /* accepts NULL */
 const sl_lora_slot *sl_lora_slot_at(const sl_lora *l, int layer, int target);
 /* W += sign * scale * (B A)^T for every slot (sign +1 merges, -1 unmerges). */
 void sl_lora_merge(sl_gpt2 *m, const sl_lora *l, float sign);
-/* Name of a target index as PEFT writes it ("c_attn", ...), and its module
- * path inside a block ("attn.c_attn"). */
-const char *sl_lora_target_name(int target);
-const char *sl_lora_target_path(int target);
 
 #endif

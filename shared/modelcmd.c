@@ -160,11 +160,12 @@ int sl_modelcmd_init_model(int argc, char **argv)
     if (sl_gpt2_create(&m, &cfg, &err))
         return sl_cli_fail(NULL, "init-model: %s", err.msg);
     sl_gpt2_init_random(m, (uint64_t)seed);
+    size_t m_params = m->nparams;
     int rc = sl_modeldir_save(m, out, dt, &err);
     sl_gpt2_free(m);
     if (rc)
         return sl_cli_fail(NULL, "init-model: %s", err.msg);
     fprintf(stderr, "init-model: wrote %s (%d layers, width %d, %zu parameters)\n", out,
-            cfg.n_layer, cfg.n_embd, sl_gpt2_count_params(&cfg));
+            cfg.n_layer, cfg.n_embd, m_params);
     return 0;
 }
