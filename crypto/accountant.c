@@ -484,6 +484,18 @@ int sl_acct_add_mech(sl_acct *a, const sl_acct_mech *m, sl_err *err)
     return sl_acct_add_rdp(a, tmp, err);
 }
 
+int sl_acct_preview(const sl_acct *a, const sl_acct_mech *m, double delta, sl_acct_eps *after,
+                    sl_err *err)
+{
+    double tmp[SL_ACCT_MAX_ORDERS];
+    int rc = sl_acct_mech_rdp(m, a->orders, a->n, tmp, err);
+    if (rc)
+        return rc;
+    for (size_t i = 0; i < a->n; i++)
+        tmp[i] += a->rdp[i];
+    return sl_acct_rdp_to_eps(a->orders, tmp, a->n, delta, after, err);
+}
+
 int sl_acct_mech_noise_multiplier(const sl_acct_mech *m, double *z, sl_err *err)
 {
     int rc = sl_acct_mech_check(m, err);

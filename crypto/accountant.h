@@ -144,6 +144,11 @@ int sl_acct_mech_rdp(const sl_acct_mech *m, const double *orders, size_t n, doub
                      sl_err *err);
 /* Adds one round to a. On error a is untouched. */
 int sl_acct_add_mech(sl_acct *a, const sl_acct_mech *m, sl_err *err);
+/* The epsilon a would reach after one more round m, a untouched: how the
+ * server refuses a round that would overspend (before a round, with
+ * survivors = received = threshold, the fewest a released round can have). */
+int sl_acct_preview(const sl_acct *a, const sl_acct_mech *m, double delta, sl_acct_eps *after,
+                    sl_err *err);
 /* The Gaussian-equivalent noise multiplier the round actually had,
  * against the rounded sensitivity l2 and with the tau correction
  * (KLS21 Prop. 14, third bound): 1 / (l2 / sqrt(n sigma^2) + tau sqrt(d)),

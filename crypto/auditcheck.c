@@ -119,7 +119,7 @@ static int replay(const sl_auditlog_scan *s, const sl_audit_opts *o, sl_audit_re
     size_t cap = 0;
     closing *cl = calloc(s->n ? s->n : 1, sizeof *cl);
     sl_acct *acct = malloc(sizeof *acct);
-    double *rdp = malloc(2 * SL_ACCT_MAX_ORDERS * sizeof *rdp);
+    double *rdp = malloc(9 * SL_ACCT_MAX_ORDERS * sizeof *rdp); /* current + 8 memorised */
     if (!cl || !acct || !rdp) {
         free(cl);
         free(acct);
@@ -175,10 +175,13 @@ static int replay(const sl_auditlog_scan *s, const sl_audit_opts *o, sl_audit_re
     memset(&mech, 0, sizeof mech);
     double mech_target = NAN;
     int have_mech = 0;
-    sl_acct_mech memo;
-    memset(&memo, 0, sizeof memo);
-    int have_memo = 0;
-    double *memo_rdp = rdp + SL_ACCT_MAX_ORDERS; /* RDP of the last distinct mechanism */
+    /* The RDP of the last MEMO distinct mechanisms: rounds tend to repeat a
+     * few parameter sets (the same plan, a few survivor counts). */
+    enum { MEMO = 8 };
+    sl_acct_mech memo[MEMO];
+    memset(memo, 0, sizeof memo);
+    size_t nmemo = 0, next_memo = 0;
+    double *memo_rdp = rdp + SL_ACCT_MAX_ORDERS;
     size_t nclosing = 0;
     for (size_t i = 0; i < s->n; i++) {
         const sl_auditlog_rec *r = &R[i];
@@ -311,15 +314,22 @@ static int replay(const sl_auditlog_scan *s, const sl_audit_opts *o, sl_audit_re
                                      "round %lld was planned with noise multiplier %.6g, below "
                                      "the configured %.6g",
                                      (long long)round, mech_target, rep->noise_multiplier);
-                    if (have_memo && same_mech(&memo, &mech)) {
-                        memcpy(rdp, memo_rdp, acct->n * sizeof *rdp);
+                    size_t hit = MEMO;
+                    for (size_t k = 0; k < nmemo && hit == MEMO; k++)
+                        if (same_mech(&memo[k], &mech))
+                            hit = k;
+                    if (hit < MEMO) {
+                        memcpy(rdp, memo_rdp + hit * SL_ACCT_MAX_ORDERS, acct->n * sizeof *rdp);
                     } else if (sl_acct_mech_rdp(&mech, acct->orders, acct->n, rdp, err)) {
                         for (size_t k = 0; k < acct->n; k++)
                             rdp[k] = INFINITY;
                     } else {
-                        memo = mech;
-                        have_memo = 1;
-                        memcpy(memo_rdp, rdp, acct->n * sizeof *rdp);
+                        memo[next_memo] = mech;
+                        memcpy(memo_rdp + next_memo * SL_ACCT_MAX_ORDERS, rdp,
+                               acct->n * sizeof *rdp);
+                        next_memo = (next_memo + 1) % MEMO;
+                        if (nmemo < MEMO)
+                            nmemo++;
                     }
                 }
                 sl_acct_add_rdp(acct, rdp, err);

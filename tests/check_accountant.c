@@ -372,6 +372,28 @@ START_TEST(test_ddg_survivors)
 }
 END_TEST
 
+/* Preview equals adding then converting, and leaves the accountant as it
+ * was: how the server refuses a round that would overspend. */
+START_TEST(test_preview)
+{
+    static sl_acct a, b;
+    sl_acct_init(&a);
+    sl_err err = {0};
+    sl_acct_mech m = ddg_mech();
+    for (int i = 0; i < 5; i++)
+        ck_assert_int_eq(sl_acct_add_mech(&a, &m, &err), 0);
+    b = a;
+    sl_acct_eps p, e;
+    ck_assert_int_eq(sl_acct_preview(&a, &m, 1e-5, &p, &err), 0);
+    ck_assert_mem_eq(&a, &b, sizeof a);
+    ck_assert_int_eq(sl_acct_add_mech(&b, &m, &err), 0);
+    ck_assert_int_eq(sl_acct_epsilon(&b, 1e-5, &e, &err), 0);
+    ck_assert(p.epsilon == e.epsilon && p.order == e.order);
+    m.q = -1;
+    ck_assert_int_eq(sl_acct_preview(&a, &m, 1e-5, &p, &err), SL_EINVAL);
+}
+END_TEST
+
 START_TEST(test_sensitivity)
 {
     double l2, l1;
@@ -500,6 +522,7 @@ Suite *accountant_suite(void)
     tcase_add_test(core, test_ddg_reduces_to_gaussian);
     tcase_add_test(core, test_ddg_survivors);
     tcase_add_test(core, test_sensitivity);
+    tcase_add_test(core, test_preview);
     tcase_add_test(core, test_edges);
     suite_add_tcase(s, core);
     TCase *lim = tcase_create("limits");
