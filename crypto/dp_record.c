@@ -29,17 +29,37 @@ void sl_dp_record_fill(sl_dp_round_record *r, const sl_dp_plan *pl, uint64_t rou
     r->modulus_bits = pl->p.bits;
     r->overflow_bound = sl_dp_overflow_bound(pl, sites_sampled);
     const double pi2 = M_PI * M_PI;
-    if (pl->site_noise && masked_inputs > 0) {
+    if (pl->site_noise && survivors > 0) {
         double v = sl_dp_dgauss_variance(&pl->site_dg), tau = 0;
-        for (uint32_t k = 1; k < masked_inputs; k++)
+        for (uint32_t k = 1; k < survivors; k++)
             tau += exp(-2 * pi2 * v * k / (k + 1.0));
         tau *= 10;
         r->tau = tau;
         r->noise_multiplier_effective =
-            1 / (pl->l2_bound / sqrt(masked_inputs * v) + tau * sqrt((double)pl->dim_padded));
+            1 / (pl->l2_bound / sqrt(survivors * v) + tau * sqrt((double)pl->dim_padded));
     } else if (pl->central_noise) {
         r->noise_multiplier_effective = sqrt(sl_dp_dgauss_variance(&pl->central_dg)) / pl->l2_bound;
     }
+}
+
+void sl_dp_record_to_mech(const sl_dp_round_record *r, sl_acct_mech *m)
+{
+    memset(m, 0, sizeof *m);
+    m->mode = r->mode == SL_DP_CENTRAL ? SL_ACCT_CENTRAL : SL_ACCT_DISTRIBUTED;
+    m->q = r->sampling_rate > 0 ? r->sampling_rate : 1;
+    m->clip = r->clip;
+    m->scale = r->scale;
+    m->sigma2_grid = r->site_var_den ? (double)r->site_var_num / (double)r->site_var_den : 0;
+    m->noise_stddev = r->central_var_den
+                          ? sqrt((double)r->central_var_num / (double)r->central_var_den) / r->scale
+                          : 0;
+    m->dim = r->rotation_dim;
+    m->sampled = r->sites_sampled;
+    m->received = r->masked_inputs;
+    m->survivors = r->survivors;
+    m->threshold = r->threshold;
+    m->modulus_bits = r->modulus_bits;
+    m->rounding_beta = r->beta;
 }
 
 static double var_of(uint64_t num, uint64_t den) { return den ? (double)num / (double)den : 0; }

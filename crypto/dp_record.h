@@ -5,7 +5,7 @@
  * epsilon: composition, subsampling and delta are the accountant's.
  *
  * Effective noise multiplier (KLS21, theorem 1 and proposition 14): with m
- * contributors each adding N_Z(0, v) (grid units), L2 sensitivity Delta2
+ * noise shares N_Z(0, v) counted (grid units), L2 sensitivity Delta2
  * (grid units) and rotation dimension D', the sum is
  * (alpha / 2) * (Delta2 / sqrt(m v) + tau sqrt(D'))^2 - Renyi DP of order
  * alpha, where tau = 10 sum_{k=1}^{m-1} exp(-2 pi^2 v k / (k + 1)) corrects
@@ -14,7 +14,10 @@
  * Gaussian mechanism with the same bound. Central mode adds one discrete
  * Gaussian of variance V: tau = 0 and z_eff = sqrt(V) / Delta2. The other
  * bound of the same proposition, alpha Delta2^2 / (2 m v) + tau D', can be
- * recomputed from the recorded fields.
+ * recomputed from the recorded fields. Like crypto/accountant we count the
+ * noise of the sites that completed unmasking (survivors), not of every
+ * masked input in the sum: fewer noise shares means a smaller multiplier,
+ * so the figure is conservative.
  *
  * The JSON keys are documented in docs/secagg.md; the audit log embeds the
  * object. Plain data; thread-safe. */
@@ -23,6 +26,7 @@
 #include <jansson.h>
 #include <stdint.h>
 
+#include "crypto/accountant.h"
 #include "crypto/dp.h"
 #include "shared/err.h"
 
@@ -55,6 +59,12 @@ typedef struct sl_dp_round_record {
 void sl_dp_record_fill(sl_dp_round_record *r, const sl_dp_plan *pl, uint64_t round,
                        double sampling_rate, uint32_t sites_sampled, uint32_t masked_inputs,
                        uint32_t survivors);
+/* The accountant's view of the round (crypto/accountant): distributed
+ * mode gives sigma2_grid = per-site variance, central mode noise_stddev =
+ * sqrt(central variance) / scale in update units; dim is the rotation
+ * dimension, on which noise and rounding act. sampling_rate < 0 becomes
+ * q = 1 (no subsampling amplification claimed). */
+void sl_dp_record_to_mech(const sl_dp_round_record *r, sl_acct_mech *m);
 /* New JSON object (caller owns the reference). */
 int sl_dp_record_to_json(const sl_dp_round_record *r, json_t **out, sl_err *err);
 /* Parses and checks an object written by sl_dp_record_to_json (types,

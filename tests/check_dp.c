@@ -329,11 +329,21 @@ START_TEST(test_record_round_trip)
     sl_dp_record_fill(&r, &pl, 17, 0.01, 12, 10, 9);
     ck_assert_uint_eq(r.rotation_dim, 1024);
     ck_assert_double_gt(r.noise_multiplier_effective, 0);
-    /* At this variance tau is negligible, so z_eff = sqrt(m v) / Delta2. */
+    /* At this variance tau is negligible, so z_eff = sqrt(m v) / Delta2
+     * with m = 9 survivors, below the nominal sigma sqrt(m / t). */
     double v = (double)r.site_var_num / r.site_var_den;
     ck_assert_double_lt(r.tau, 1e-100);
-    ck_assert_double_eq_tol(r.noise_multiplier_effective, sqrt(10 * v) / r.l2_sensitivity, 1e-12);
-    ck_assert_double_le(r.noise_multiplier_effective, p.sigma * sqrt(10.0 / 8));
+    ck_assert_double_eq_tol(r.noise_multiplier_effective, sqrt(9 * v) / r.l2_sensitivity, 1e-12);
+    ck_assert_double_le(r.noise_multiplier_effective, p.sigma * sqrt(9.0 / 8));
+    /* The accountant reads the same round the same way. */
+    sl_acct_mech m;
+    sl_dp_record_to_mech(&r, &m);
+    ck_assert_int_eq(sl_acct_mech_check(&m, &err), 0);
+    double z;
+    ck_assert_int_eq(sl_acct_mech_noise_multiplier(&m, &z, &err), 0);
+    ck_assert_double_eq_tol(z, r.noise_multiplier_effective, 1e-9 * z);
+    ck_assert_double_eq(m.q, 0.01);
+    ck_assert_uint_eq(m.dim, 1024);
     json_t *j;
     ck_assert_int_eq(sl_dp_record_to_json(&r, &j, &err), 0);
     char *text = json_dumps(j, JSON_COMPACT);
