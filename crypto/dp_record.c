@@ -29,14 +29,14 @@ void sl_dp_record_fill(sl_dp_round_record *r, const sl_dp_plan *pl, uint64_t rou
     r->modulus_bits = pl->p.bits;
     r->overflow_bound = sl_dp_overflow_bound(pl, sites_sampled);
     const double pi2 = M_PI * M_PI;
-    if (pl->site_noise && survivors > 0) {
+    if (pl->site_noise && masked_inputs > 0) {
         double v = sl_dp_dgauss_variance(&pl->site_dg), tau = 0;
-        for (uint32_t k = 1; k < survivors; k++)
+        for (uint32_t k = 1; k < masked_inputs; k++)
             tau += exp(-2 * pi2 * v * k / (k + 1.0));
         tau *= 10;
         r->tau = tau;
         r->noise_multiplier_effective =
-            1 / (pl->l2_bound / sqrt(survivors * v) + tau * sqrt((double)pl->dim_padded));
+            1 / (pl->l2_bound / sqrt(masked_inputs * v) + tau * sqrt((double)pl->dim_padded));
     } else if (pl->central_noise) {
         r->noise_multiplier_effective = sqrt(sl_dp_dgauss_variance(&pl->central_dg)) / pl->l2_bound;
     }

@@ -5,7 +5,7 @@
  * epsilon: composition, subsampling and delta are the accountant's.
  *
  * Effective noise multiplier (KLS21, theorem 1 and proposition 14): with m
- * noise shares N_Z(0, v) counted (grid units), L2 sensitivity Delta2
+ * noise shares N_Z(0, v) in the sum (grid units), L2 sensitivity Delta2
  * (grid units) and rotation dimension D', the sum is
  * (alpha / 2) * (Delta2 / sqrt(m v) + tau sqrt(D'))^2 - Renyi DP of order
  * alpha, where tau = 10 sum_{k=1}^{m-1} exp(-2 pi^2 v k / (k + 1)) corrects
@@ -14,10 +14,11 @@
  * Gaussian mechanism with the same bound. Central mode adds one discrete
  * Gaussian of variance V: tau = 0 and z_eff = sqrt(V) / Delta2. The other
  * bound of the same proposition, alpha Delta2^2 / (2 m v) + tau D', can be
- * recomputed from the recorded fields. Like crypto/accountant we count the
- * noise of the sites that completed unmasking (survivors), not of every
- * masked input in the sum: fewer noise shares means a smaller multiplier,
- * so the figure is conservative.
+ * recomputed from the recorded fields. m counts the noise actually in the
+ * sum: one share per masked input (a site that later fails to answer the
+ * unmasking request still added its noise). crypto/accountant is stricter
+ * and counts only the sites that answered (survivors); both counts are
+ * recorded.
  *
  * The JSON keys are documented in docs/secagg.md; the audit log embeds the
  * object. Plain data; thread-safe. */

@@ -343,7 +343,11 @@ int sl_secagg_client_on_deliver(sl_secagg_client *c, const uint8_t *buf, size_t 
     uint8_t *have = calloc(c->k ? c->k : 1, 1);
     uint8_t *bundles = malloc((size_t)(c->k ? c->k : 1) * SL_SECAGG_BUNDLE_BYTES);
     size_t wb = c->cfg.bits / 8;
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    void *y = malloc(1); /* masking happens in the message buffer */
+#else
     void *y = malloc((size_t)c->cfg.dim * wb);
+#endif
     uint8_t (*seeds)[32] = sodium_malloc((size_t)(c->k + 1) * 32);
     int *signs = malloc((c->k + 1) * sizeof *signs);
     sl_secagg_prg *prg = NULL;
@@ -396,19 +400,39 @@ int sl_secagg_client_on_deliver(sl_secagg_client *c, const uint8_t *buf, size_t 
     }
     if (rc)
         goto out;
-    memcpy(y, input, (size_t)c->cfg.dim * wb);
-    if ((rc = sl_secagg_prg_create(&prg, err)) ||
-        (rc = sl_secagg_prg_apply(prg, y, c->cfg.dim, c->cfg.bits, (const uint8_t(*)[32])seeds,
-                                  signs, ns, err)))
-        goto out;
     mk.type = SL_SECAGG_MSG_MASKED;
     mk.round = c->round;
     mk.site = c->id;
     mk.bits = (uint8_t)c->cfg.bits;
     mk.dim = c->cfg.dim;
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    /* Encode x, then mask the message's words in place: on a little-endian
+     * host they are the vector, so nothing is copied twice. */
+    mk.vec = input;
+    uint8_t *enc = NULL;
+    size_t enc_len = 0;
+    if ((rc = sl_secagg_msg_encode(&mk, &enc, &enc_len, err)))
+        goto out;
+    void *words = enc + enc_len - (size_t)c->cfg.dim * wb;
+    if ((rc = sl_secagg_prg_create(&prg, err)) ||
+        (rc = sl_secagg_prg_apply(prg, words, c->cfg.dim, c->cfg.bits,
+                                  (const uint8_t(*)[32])seeds, signs, ns, err))) {
+        sodium_memzero(enc, enc_len); /* holds the unmasked x */
+        free(enc);
+        goto out;
+    }
+    *out = enc;
+    *out_len = enc_len;
+#else
+    memcpy(y, input, (size_t)c->cfg.dim * wb);
+    if ((rc = sl_secagg_prg_create(&prg, err)) ||
+        (rc = sl_secagg_prg_apply(prg, y, c->cfg.dim, c->cfg.bits, (const uint8_t(*)[32])seeds,
+                                  signs, ns, err)))
+        goto out;
     mk.vec = y;
     if ((rc = sl_secagg_msg_encode(&mk, out, out_len, err)))
         goto out;
+#endif
     c->have = have;
     c->bundles = bundles;
     have = NULL;
@@ -420,8 +444,10 @@ out:
     if (seeds)
         sodium_free(seeds);
     free(signs);
+#if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
     if (y) /* the unmasked copy of x may be left after a failure */
         sodium_memzero(y, (size_t)c->cfg.dim * wb);
+#endif
     free(y);
     free(have);
     free(bundles);

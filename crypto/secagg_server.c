@@ -669,8 +669,10 @@ int sl_secagg_server_finish(sl_secagg_server *s, void *out, sl_err *err)
         rc = sl_secagg_prg_apply(prg, s->sum, s->cfg.dim, s->cfg.bits, seeds + i, signs + i, b,
                                  err);
     }
-    if (!rc)
+    if (!rc) {
         memcpy(out, s->sum, (size_t)s->cfg.dim * (s->cfg.bits / 8));
+        s->st.masks = nseeds;
+    }
 out:
     sl_secagg_prg_free(prg);
     if (seeds)
@@ -687,6 +689,11 @@ out:
 void sl_secagg_server_get_stats(const sl_secagg_server *s, sl_secagg_server_stats *st)
 {
     *st = s->st;
+    uint64_t n = s->nreg, n1 = s->n1, k = s->k;
+    st->state_bytes = sizeof *s + (uint64_t)s->cfg.dim * (s->cfg.bits / 8) +
+                      n * (4 + 32 + 1 + sizeof(sl_secagg_advert)) +
+                      n1 * (4 + 4 * k + 4 + 4 + k * SL_SECAGG_BUNDLE_BYTES +
+                            (k + 1) * SL_SECAGG_SHARE_BYTES);
 }
 
 uint32_t sl_secagg_server_contributors(const sl_secagg_server *s, uint32_t *ids, uint32_t cap)

@@ -40,6 +40,9 @@ typedef struct sl_secagg_server_stats {
     uint32_t refused;     /* messages refused */
     uint32_t degree;      /* degree in effect (after key advertisement) */
     uint64_t bytes_in, bytes_out; /* message bytes taken and produced */
+    uint64_t masks;       /* masks expanded by finish (self + pairwise) */
+    uint64_t state_bytes; /* memory the round holds: one sum vector plus
+                           * O(sites x degree) bundles and shares */
 } sl_secagg_server_stats;
 
 /* Registry: the n_sites sites allowed in the round with their Ed25519

@@ -17,12 +17,15 @@ static double now(void)
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
-/* Site i's input: given, or a stream keyed by (seed, i). */
-static void input_of(const sl_secagg_sim_opts *o, uint32_t i, uint8_t *out, size_t bytes)
+/* Site i's input: from the callback, given, or a stream keyed by (seed, i). */
+static int input_of(const sl_secagg_sim_opts *o, uint32_t i, uint8_t *out, size_t bytes,
+                    sl_err *err)
 {
+    if (o->input)
+        return o->input(o->input_ctx, i, out, err);
     if (o->inputs) {
         memcpy(out, (const uint8_t *)o->inputs + (size_t)i * bytes, bytes);
-        return;
+        return 0;
     }
     uint8_t key[32], in[16];
     for (int b = 0; b < 8; b++) {
@@ -32,6 +35,7 @@ static void input_of(const sl_secagg_sim_opts *o, uint32_t i, uint8_t *out, size
     static const char dom[] = "sealora secagg sim input v1";
     crypto_generichash(key, sizeof key, in, sizeof in, (const uint8_t *)dom, sizeof dom - 1);
     randombytes_buf_deterministic(out, bytes, key);
+    return 0;
 }
 
 static void add_words(void *acc, const void *x, size_t n, unsigned bits)
@@ -141,7 +145,7 @@ int sl_secagg_sim_run(const sl_secagg_sim_opts *o, void *sum_out, sl_secagg_sim_
     r.seconds[SL_SECAGG_SIM_SHARE_KEYS] = now() - t;
     /* 3. Masked input. */
     t = now();
-    double mask_time = 0;
+    double mask_time = 0, masks = 0;
     uint32_t masked_sites = 0;
     for (uint32_t i = 0; i < n; i++) {
         if (!alive[i])
@@ -156,11 +160,13 @@ int sl_secagg_sim_run(const sl_secagg_sim_opts *o, void *sum_out, sl_secagg_sim_
             alive[i] = 0;
             continue;
         }
-        input_of(o, i, x, bytes);
+        if ((rc = input_of(o, i, x, bytes, err)))
+            goto out;
         double tm = now();
         rc = sl_secagg_client_on_deliver(cl[i], d, dl, x, &m, &ml, err);
         mask_time += now() - tm;
         masked_sites++;
+        masks += 1 + sl_secagg_client_peers(cl[i]);
         free(d);
         if (rc)
             goto out;
@@ -171,6 +177,7 @@ int sl_secagg_sim_run(const sl_secagg_sim_opts *o, void *sum_out, sl_secagg_sim_
             goto out;
     }
     r.client_mask_seconds = masked_sites ? mask_time / masked_sites : 0;
+    r.client_masks = masked_sites ? masks / masked_sites : 0;
     if ((rc = sl_secagg_server_end_masked(srv, &bc, &bclen, err)))
         goto abort;
     r.seconds[SL_SECAGG_SIM_MASKED_INPUT] = now() - t;
@@ -215,7 +222,8 @@ int sl_secagg_sim_run(const sl_secagg_sim_opts *o, void *sum_out, sl_secagg_sim_
     /* The reference: plain modular sum of the contributors' inputs. */
     uint32_t nc = sl_secagg_server_contributors(srv, contrib, n);
     for (uint32_t j = 0; j < nc; j++) {
-        input_of(o, contrib[j] - o->first_id, x, bytes);
+        if ((rc = input_of(o, contrib[j] - o->first_id, x, bytes, err)))
+            goto out;
         add_words(plain, x, cfg->dim, cfg->bits);
     }
     r.exact = memcmp(plain, sum, bytes) == 0;
@@ -238,6 +246,8 @@ stats:;
     r.answered = st.unmasked;
     r.refused = st.refused;
     r.degree = st.degree;
+    r.server_masks = st.masks;
+    r.server_state_bytes = st.state_bytes;
     double ts = 0, tr = 0;
     for (uint32_t i = 0; i < n; i++) {
         ts += (double)sent[i];

@@ -34,6 +34,10 @@ typedef struct sl_secagg_sim_opts {
     uint32_t first_id;      /* site ids first_id .. first_id + cohort - 1 */
     const uint8_t *drop;    /* cohort entries of SL_SECAGG_SIM_*, or NULL: nobody drops */
     const void *inputs;     /* cohort x dim words (bits/8 bytes each), or NULL: random */
+    /* Or, when set, site index i's input is written by input(input_ctx, i,
+     * out) (cfg.dim words); it must give the same words every call. */
+    int (*input)(void *ctx, uint32_t index, void *out, sl_err *err);
+    void *input_ctx;
     int wait_all;           /* 1: wait for every answer; 0: finish once ready */
 } sl_secagg_sim_opts;
 
@@ -45,6 +49,9 @@ typedef struct sl_secagg_sim_result {
     double seconds[SL_SECAGG_SIM_PHASES]; /* wall time per phase, all parties */
     double seconds_total;
     double client_mask_seconds;   /* mean per site: building its masked input */
+    double client_masks;          /* mean masks a site expanded (self + pairwise) */
+    uint64_t server_masks;        /* masks the server expanded to unmask */
+    uint64_t server_state_bytes;  /* memory the server's round held */
     double server_finish_seconds; /* server: rebuilding secrets and unmasking */
     double bytes_sent_per_site;   /* mean over the cohort */
     double bytes_received_per_site;

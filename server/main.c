@@ -1,5 +1,6 @@
 /* sealora-server: the model owner's tool (provisioning, emulator building,
  * round orchestration, plug-in and export) plus the shared model commands. */
+#include "server/cmd_simulate_secagg.h"
 #include "shared/cli.h"
 #include "shared/modelcmd.h"
 #include "server/cmd_chanecho.h"
@@ -11,6 +12,7 @@ static const sl_cli_cmd cmds[] = {
     {"revoke", "revoke a site's certificates (takes effect at the next message)", sl_cmd_revoke},
     {"channel-echo", "diagnostics: echo server to check connectivity and credentials", sl_cmd_channel_echo},
     SL_MODELCMD_ENTRIES
+    SL_CMD_SIMULATE_SECAGG_ENTRY
 };
 
 int main(int argc, char **argv)

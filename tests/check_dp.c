@@ -330,14 +330,19 @@ START_TEST(test_record_round_trip)
     ck_assert_uint_eq(r.rotation_dim, 1024);
     ck_assert_double_gt(r.noise_multiplier_effective, 0);
     /* At this variance tau is negligible, so z_eff = sqrt(m v) / Delta2
-     * with m = 9 survivors, below the nominal sigma sqrt(m / t). */
+     * with m = 10 noise shares in the sum, below the nominal
+     * sigma sqrt(m / t) (Delta2 > C s). */
     double v = (double)r.site_var_num / r.site_var_den;
     ck_assert_double_lt(r.tau, 1e-100);
-    ck_assert_double_eq_tol(r.noise_multiplier_effective, sqrt(9 * v) / r.l2_sensitivity, 1e-12);
-    ck_assert_double_le(r.noise_multiplier_effective, p.sigma * sqrt(9.0 / 8));
-    /* The accountant reads the same round the same way. */
+    ck_assert_double_eq_tol(r.noise_multiplier_effective, sqrt(10 * v) / r.l2_sensitivity, 1e-12);
+    ck_assert_double_le(r.noise_multiplier_effective, p.sigma * sqrt(10.0 / 8));
+    /* The accountant reads the same round the same way; it counts only
+     * the 9 sites that answered unmasking. */
     sl_acct_mech m;
     sl_dp_record_to_mech(&r, &m);
+    ck_assert_uint_eq(m.survivors, 9);
+    ck_assert_uint_eq(m.received, 10);
+    r.noise_multiplier_effective *= sqrt(9.0 / 10);
     ck_assert_int_eq(sl_acct_mech_check(&m, &err), 0);
     double z;
     ck_assert_int_eq(sl_acct_mech_noise_multiplier(&m, &z, &err), 0);
