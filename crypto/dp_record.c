@@ -42,26 +42,6 @@ void sl_dp_record_fill(sl_dp_round_record *r, const sl_dp_plan *pl, uint64_t rou
     }
 }
 
-void sl_dp_record_to_mech(const sl_dp_round_record *r, sl_acct_mech *m)
-{
-    memset(m, 0, sizeof *m);
-    m->mode = r->mode == SL_DP_CENTRAL ? SL_ACCT_CENTRAL : SL_ACCT_DISTRIBUTED;
-    m->q = r->sampling_rate > 0 ? r->sampling_rate : 1;
-    m->clip = r->clip;
-    m->scale = r->scale;
-    m->sigma2_grid = r->site_var_den ? (double)r->site_var_num / (double)r->site_var_den : 0;
-    m->noise_stddev = r->central_var_den
-                          ? sqrt((double)r->central_var_num / (double)r->central_var_den) / r->scale
-                          : 0;
-    m->dim = r->rotation_dim;
-    m->sampled = r->sites_sampled;
-    m->received = r->masked_inputs;
-    m->survivors = r->survivors;
-    m->threshold = r->threshold;
-    m->modulus_bits = r->modulus_bits;
-    m->rounding_beta = r->beta;
-}
-
 static double var_of(uint64_t num, uint64_t den) { return den ? (double)num / (double)den : 0; }
 
 int sl_dp_record_to_json(const sl_dp_round_record *r, json_t **out, sl_err *err)

@@ -18,7 +18,8 @@
  * sum: one share per masked input (a site that later fails to answer the
  * unmasking request still added its noise). crypto/accountant is stricter
  * and counts only the sites that answered (survivors); both counts are
- * recorded.
+ * recorded (crypto/auditlog's sl_auditlog_mech_from_dp turns a record
+ * into the accountant's mechanism).
  *
  * The JSON keys are documented in docs/secagg.md; the audit log embeds the
  * object. Plain data; thread-safe. */
@@ -27,7 +28,6 @@
 #include <jansson.h>
 #include <stdint.h>
 
-#include "crypto/accountant.h"
 #include "crypto/dp.h"
 #include "shared/err.h"
 
@@ -60,12 +60,6 @@ typedef struct sl_dp_round_record {
 void sl_dp_record_fill(sl_dp_round_record *r, const sl_dp_plan *pl, uint64_t round,
                        double sampling_rate, uint32_t sites_sampled, uint32_t masked_inputs,
                        uint32_t survivors);
-/* The accountant's view of the round (crypto/accountant): distributed
- * mode gives sigma2_grid = per-site variance, central mode noise_stddev =
- * sqrt(central variance) / scale in update units; dim is the rotation
- * dimension, on which noise and rounding act. sampling_rate < 0 becomes
- * q = 1 (no subsampling amplification claimed). */
-void sl_dp_record_to_mech(const sl_dp_round_record *r, sl_acct_mech *m);
 /* New JSON object (caller owns the reference). */
 int sl_dp_record_to_json(const sl_dp_round_record *r, json_t **out, sl_err *err);
 /* Parses and checks an object written by sl_dp_record_to_json (types,

@@ -90,48 +90,74 @@ static inline uint64_t ld64(const uint8_t *b)
 }
 
 /* Fixed-length kernels: the constant trip count lets the compiler's cheap
- * vectoriser (GCC -O2) turn them into SIMD adds; the keystream words are
- * read little-endian (a plain load on the hosts we build for). */
+ * vectoriser (GCC -O2) turn them into SIMD adds. Words of v are accessed
+ * with memcpy, so v need not be aligned (a client masks its vector inside
+ * the message buffer, where the words start at byte 19); keystream words
+ * are read little-endian (a plain load on the hosts we build for). */
 #define W32 (SL_SECAGG_PRG_BLOCK / 4)
 #define W64 (SL_SECAGG_PRG_BLOCK / 8)
-static void add32(uint32_t *restrict x, const uint8_t *restrict ks)
+static inline uint32_t get32(const uint8_t *p)
 {
-    for (size_t i = 0; i < W32; i++)
-        x[i] += ld32(ks + 4 * i);
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
 }
-static void sub32(uint32_t *restrict x, const uint8_t *restrict ks)
+static inline uint64_t get64(const uint8_t *p)
 {
-    for (size_t i = 0; i < W32; i++)
-        x[i] -= ld32(ks + 4 * i);
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return v;
 }
-static void add64(uint64_t *restrict x, const uint8_t *restrict ks)
+static void add32(uint8_t *restrict x, const uint8_t *restrict ks)
 {
-    for (size_t i = 0; i < W64; i++)
-        x[i] += ld64(ks + 8 * i);
+    for (size_t i = 0; i < W32; i++) {
+        uint32_t a = get32(x + 4 * i) + ld32(ks + 4 * i);
+        memcpy(x + 4 * i, &a, 4);
+    }
 }
-static void sub64(uint64_t *restrict x, const uint8_t *restrict ks)
+static void sub32(uint8_t *restrict x, const uint8_t *restrict ks)
 {
-    for (size_t i = 0; i < W64; i++)
-        x[i] -= ld64(ks + 8 * i);
+    for (size_t i = 0; i < W32; i++) {
+        uint32_t a = get32(x + 4 * i) - ld32(ks + 4 * i);
+        memcpy(x + 4 * i, &a, 4);
+    }
+}
+static void add64(uint8_t *restrict x, const uint8_t *restrict ks)
+{
+    for (size_t i = 0; i < W64; i++) {
+        uint64_t a = get64(x + 8 * i) + ld64(ks + 8 * i);
+        memcpy(x + 8 * i, &a, 8);
+    }
+}
+static void sub64(uint8_t *restrict x, const uint8_t *restrict ks)
+{
+    for (size_t i = 0; i < W64; i++) {
+        uint64_t a = get64(x + 8 * i) - ld64(ks + 8 * i);
+        memcpy(x + 8 * i, &a, 8);
+    }
 }
 
 static void add_block(void *v, size_t off, unsigned bits, const uint8_t *ks, int sign)
 {
+    uint8_t *x = (uint8_t *)v + off * (bits / 8);
     if (bits == 32)
-        (sign > 0 ? add32 : sub32)((uint32_t *)v + off, ks);
+        (sign > 0 ? add32 : sub32)(x, ks);
     else
-        (sign > 0 ? add64 : sub64)((uint64_t *)v + off, ks);
+        (sign > 0 ? add64 : sub64)(x, ks);
 }
 
 static void add_tail(void *v, size_t off, size_t m, unsigned bits, const uint8_t *ks, int sign)
 {
+    uint8_t *x = (uint8_t *)v + off * (bits / 8);
     for (size_t i = 0; i < m; i++) {
         if (bits == 32) {
-            uint32_t w = ld32(ks + 4 * i), *x = (uint32_t *)v + off + i;
-            *x = sign > 0 ? *x + w : *x - w;
+            uint32_t w = ld32(ks + 4 * i), a = get32(x + 4 * i);
+            a = sign > 0 ? a + w : a - w;
+            memcpy(x + 4 * i, &a, 4);
         } else {
-            uint64_t w = ld64(ks + 8 * i), *x = (uint64_t *)v + off + i;
-            *x = sign > 0 ? *x + w : *x - w;
+            uint64_t w = ld64(ks + 8 * i), a = get64(x + 8 * i);
+            a = sign > 0 ? a + w : a - w;
+            memcpy(x + 8 * i, &a, 8);
         }
     }
 }

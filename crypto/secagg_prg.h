@@ -30,8 +30,8 @@ int sl_secagg_prg_create(sl_secagg_prg **out, sl_err *err);
 void sl_secagg_prg_free(sl_secagg_prg *p); /* accepts NULL */
 
 /* v[i] += signs[j] * PRG(seeds[j])[i] mod 2^bits for every i < n and every
- * j < nseeds; v holds n words of `bits` (32 or 64) bits in host order;
- * signs are +1 or -1. On failure v may be partly updated (only OpenSSL
+ * j < nseeds; v holds n words of `bits` (32 or 64) bits in host order
+ * (any alignment); signs are +1 or -1. On failure v may be partly updated (only OpenSSL
  * failing can cause that; arguments are checked first). */
 int sl_secagg_prg_apply(sl_secagg_prg *p, void *v, size_t n, unsigned bits,
                         const uint8_t (*seeds)[SL_SECAGG_SEED_BYTES], const int *signs,
