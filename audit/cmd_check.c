@@ -15,7 +15,8 @@
 #include "shared/fsutil.h"
 
 static const char *usage_verify =
-    "usage: sealora-audit verify LOGDIR (--cert FILE | --pubkey HEX | --pubkey-file FILE)\n"
+    "usage: sealora-audit verify LOGDIR (--cert FILE [--ca FILE [--crl FILE]] | --pubkey HEX |\n"
+    "                            --pubkey-file FILE)\n"
     "                            [--receipts DIR]... [--budget EPS] [--delta D]\n"
     "                            [--require-closed] [--json]\n"
     "\n"
@@ -26,6 +27,9 @@ static const char *usage_verify =
     "0 only when everything verifies and the budget held.\n"
     "\n"
     "  --cert FILE        the server's certificate (PEM, Ed25519)\n"
+    "  --ca FILE          with --cert: check that the deployment CA issued it to the\n"
+    "                     server and that it is valid now\n"
+    "  --crl FILE         with --ca: and that the CA has not revoked it\n"
     "  --pubkey HEX       or its raw Ed25519 public key (64 hex digits)\n"
     "  --pubkey-file F    or a file holding those 64 hex digits\n"
     "  --receipts DIR     a site's receipt folder (repeatable)\n"
@@ -35,7 +39,8 @@ static const char *usage_verify =
     "  --json             print one JSON object instead of text\n";
 
 static const char *usage_report =
-    "usage: sealora-audit report LOGDIR (--cert FILE | --pubkey HEX | --pubkey-file FILE)\n"
+    "usage: sealora-audit report LOGDIR (--cert FILE [--ca FILE [--crl FILE]] | --pubkey HEX |\n"
+    "                            --pubkey-file FILE)\n"
     "                            [--receipts DIR]... [--budget EPS] [--delta D]\n"
     "                            [--require-closed] [--json] [--svg FILE]\n"
     "\n"
@@ -78,6 +83,24 @@ int sl_cmd_check_key(const char *cert, const char *hex, const char *hexfile, uin
                           hexfile ? hexfile : "--pubkey");
     memcpy(pk, tmp, 32);
     return 0;
+}
+
+/* The server certificate was issued by the deployment CA for the server
+ * role, is valid now and (with a CRL) not revoked. */
+static int check_issuer(const char *cert, const char *ca, const char *crl, sl_err *err)
+{
+    sl_trust *t = NULL;
+    sl_cert *c = NULL;
+    int rc = sl_identity_trust_load(ca, crl, &t, err);
+    if (!rc)
+        rc = sl_identity_cert_read(cert, &c, err);
+    if (!rc)
+        rc = sl_identity_verify(t, c, SL_IDENTITY_ROLE_SERVER, 0, NULL, err);
+    if (rc)
+        sl_err_prefix(err, "%s", cert);
+    sl_identity_cert_free(c);
+    sl_identity_trust_free(t);
+    return rc;
 }
 
 static json_t *num(double v)
@@ -261,7 +284,7 @@ static int run(int argc, char **argv, int is_report)
     sl_args a;
     sl_args_init(&a, argc, argv);
     const char *logdir = NULL, *cert = NULL, *hex = NULL, *hexfile = NULL, *budget_s = NULL,
-               *delta_s = NULL, *svg = NULL, *dir = NULL;
+               *delta_s = NULL, *svg = NULL, *dir = NULL, *ca = NULL, *crl = NULL;
     static const char *dirs[SL_CMD_CHECK_MAX_DIRS];
     size_t ndirs = 0;
     int json = 0, closed = 0;
@@ -279,6 +302,7 @@ static int run(int argc, char **argv, int is_report)
             continue;
         }
         if ((r = sl_args_value(&a, "--cert", &cert)) || (r = sl_args_value(&a, "--pubkey", &hex)) ||
+            (r = sl_args_value(&a, "--ca", &ca)) || (r = sl_args_value(&a, "--crl", &crl)) ||
             (r = sl_args_value(&a, "--pubkey-file", &hexfile)) ||
             (r = sl_args_value(&a, "--budget", &budget_s)) ||
             (r = sl_args_value(&a, "--delta", &delta_s)) ||
@@ -319,8 +343,14 @@ static int run(int argc, char **argv, int is_report)
             sl_cli_fail(NULL, "%s: --delta must be in (0, 1)", a.cmd);
         return 2;
     }
+    if ((ca && !cert) || (crl && !ca)) {
+        sl_cli_fail(NULL, "%s: --ca needs --cert, and --crl needs --ca", a.cmd);
+        return 2;
+    }
     uint8_t pk[32];
     sl_err err = {0};
+    if (ca && check_issuer(cert, ca, crl, &err))
+        return sl_cli_fail(NULL, "%s: %s", a.cmd, err.msg);
     if (sl_cmd_check_key(cert, hex, hexfile, pk, &err)) {
         sl_cli_fail(NULL, "%s: %s", a.cmd, err.msg);
         return err.code == SL_EINVAL && !cert && !hexfile ? 2 : 1;

@@ -22,7 +22,7 @@
 #include "tests/fixtures.h"
 
 typedef struct cli_fx {
-    char base[256], log[300], rcp[3][320], cert[320], pkhex[65];
+    char base[256], log[300], rcp[3][320], cert[320], ca[320], pkhex[65];
     uint8_t pk[32];
     double eps;
 } cli_fx;
@@ -39,6 +39,7 @@ static void build(cli_fx *fx, int rounds, int weak_round)
     /* A CA and a server certificate for a fresh server key. */
     char cac[320], cak[320], sk_path[320];
     snprintf(cac, sizeof cac, "%s/ca.crt", base);
+    snprintf(fx->ca, sizeof fx->ca, "%s/ca.crt", base);
     snprintf(cak, sizeof cak, "%s/ca.key", base);
     snprintf(sk_path, sizeof sk_path, "%s/server.key", base);
     snprintf(fx->cert, sizeof fx->cert, "%s/server.crt", base);
@@ -143,6 +144,22 @@ START_TEST(test_verify_clean_with_cert)
     ck_assert_ptr_nonnull(strstr(out, "receipts   12 checked"));
     ck_assert_ptr_nonnull(strstr(out, "budget     5: held"));
     ck_assert_ptr_nonnull(strstr(out, "findings   none"));
+    free(out);
+    /* The certificate chains to the deployment CA; another CA is refused. */
+    st = run(&out, "verify '%s' --cert '%s' --ca '%s'", fx.log, fx.cert, fx.ca);
+    ck_assert_msg(st == 0, "status %d:\n%s", st, out);
+    free(out);
+    char ca2[400], ca2k[400];
+    snprintf(ca2, sizeof ca2, "%s/other-ca.crt", fx.base);
+    snprintf(ca2k, sizeof ca2k, "%s/other-ca.key", fx.base);
+    sl_err err = {0};
+    ck_assert_int_eq(sl_identity_ca_create(ca2, ca2k, NULL, &err), 0);
+    st = run(&out, "verify '%s' --cert '%s' --ca '%s'", fx.log, fx.cert, ca2);
+    ck_assert_msg(st == 1, "status %d:\n%s", st, out);
+    ck_assert_ptr_nonnull(strstr(out, "server.crt"));
+    free(out);
+    ck_assert_int_eq(run(&out, "verify '%s' --pubkey %s --ca '%s'", fx.log, fx.pkhex, fx.ca), 2);
+    ck_assert_ptr_nonnull(strstr(out, "--ca needs --cert"));
     free(out);
     /* Raw key forms give the same verdict. */
     st = run(&out, "verify '%s' --pubkey %s", fx.log, fx.pkhex);
