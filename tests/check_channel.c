@@ -693,6 +693,136 @@ START_TEST(test_sockets_call_resend_fetch)
 }
 END_TEST
 
+
+/* Over real sockets: a site driving the byte-level API through a transport
+ * of its own records a DATA frame and replays it, flips a bit, truncates
+ * it, sends a frame of the wrong type and one over NN_RCVMAXSIZE. Each is
+ * refused (the oversized one by nanomsg, which drops that connection), and
+ * the session and the server carry on. */
+static int send_recv(sl_transport *tp, const uint8_t *f, size_t n, int timeout_ms,
+                     sl_transport_msg *ans)
+{
+    sl_err err = {0};
+    ck_assert_int_eq(sl_transport_send(tp, f, n, &err), 0);
+    ck_assert_int_eq(sl_transport_recv(tp, timeout_ms, ans, &err), 0);
+    return ans->data != NULL;
+}
+
+static uint16_t error_code(const sl_transport_msg *ans)
+{
+    sl_wire_msg m;
+    ck_assert_int_eq(sl_wire_decode(ans->data, ans->len, &m, NULL), 0);
+    ck_assert_uint_eq(m.type, SL_WIRE_ERROR);
+    return m.u.error.code;
+}
+
+START_TEST(test_sockets_adversarial)
+{
+    fx f;
+    fx_init(&f);
+    int port = free_port();
+    snprintf(f.scfg.listen, sizeof f.scfg.listen, "127.0.0.1:%d", port);
+    snprintf(f.ccfg.server, sizeof f.ccfg.server, "127.0.0.1:%d", port);
+    f.scfg.clock = NULL;
+    f.ccfg.clock = NULL;
+    sl_chan_server *s = mk_server(&f.scfg);
+    sl_err err = {0};
+    ck_assert_int_eq(sl_chan_server_listen(s, &err), 0);
+    srv_thread t = {.s = s};
+    pthread_t th;
+    ck_assert_int_eq(pthread_create(&th, NULL, serve, &t), 0);
+    sl_chan_client *c = mk_client(&f.ccfg);
+    sl_transport *tp = NULL;
+    sl_transport_opts o = {.max_msg = SL_WIRE_MAX_FRAME};
+    ck_assert_int_eq(sl_transport_connect(f.ccfg.server, &o, &tp, &err), 0);
+    /* Handshake through our own transport. */
+    uint8_t *fr = NULL, *next = NULL;
+    size_t n = 0, nn = 0;
+    ck_assert_int_eq(sl_chan_client_start(c, 0, &fr, &n, &err), 0);
+    while (fr) {
+        sl_transport_msg ans;
+        ck_assert(send_recv(tp, fr, n, 10000, &ans));
+        sl_transport_free(fr);
+        ck_assert_msg(sl_chan_client_handle(c, ans.data, ans.len, &next, &nn, &err) == 0, "%s",
+                      err.msg);
+        sl_transport_msg_free(&ans);
+        fr = next;
+        n = nn;
+    }
+    /* One genuine request, recorded. */
+    uint8_t *d;
+    size_t dn;
+    ck_assert_int_eq(sl_chan_client_seal(c, 5, "payload", 7, &d, &dn, &err), 0);
+    uint8_t *rec = dup_bytes(d, dn);
+    size_t rec_len = dn;
+    sl_transport_msg ans;
+    ck_assert(send_recv(tp, d, dn, 10000, &ans));
+    sl_wire_app a;
+    ck_assert_int_eq(sl_chan_client_open(c, ans.data, ans.len, &a, &err), 0);
+    ck_assert_mem_eq(a.payload, "payload", 7);
+    sl_transport_msg_free(&ans);
+    sl_transport_free(d);
+    /* A second one moves the counter on; then the first is replayed. */
+    ck_assert_int_eq(sl_chan_client_seal(c, 5, "second", 6, &d, &dn, &err), 0);
+    ck_assert(send_recv(tp, d, dn, 10000, &ans));
+    ck_assert_int_eq(sl_chan_client_open(c, ans.data, ans.len, &a, &err), 0);
+    sl_transport_msg_free(&ans);
+    sl_transport_free(d);
+    ck_assert(send_recv(tp, rec, rec_len, 10000, &ans));
+    ck_assert_uint_eq(error_code(&ans), SL_WIRE_ERR_REPLAY);
+    sl_transport_msg_free(&ans);
+    /* Flipped bit, truncation, wrong type for the state. */
+    ck_assert_int_eq(sl_chan_client_seal(c, 5, "third", 5, &d, &dn, &err), 0);
+    uint8_t *x = dup_bytes(d, dn);
+    x[dn - 3] ^= 0x10;
+    ck_assert(send_recv(tp, x, dn, 10000, &ans));
+    ck_assert_uint_eq(error_code(&ans), SL_WIRE_ERR_AUTH);
+    sl_transport_msg_free(&ans);
+    ck_assert(send_recv(tp, d, dn - 1, 10000, &ans));
+    ck_assert_uint_eq(error_code(&ans), SL_WIRE_ERR_MALFORMED);
+    sl_transport_msg_free(&ans);
+    memcpy(x, d, dn);
+    x[3] = SL_WIRE_REPLY;
+    ck_assert(send_recv(tp, x, dn, 10000, &ans));
+    ck_assert_uint_eq(error_code(&ans), SL_WIRE_ERR_STATE);
+    sl_transport_msg_free(&ans);
+    /* The untouched frame still goes through: nothing changed. */
+    ck_assert(send_recv(tp, d, dn, 10000, &ans));
+    ck_assert_int_eq(sl_chan_client_open(c, ans.data, ans.len, &a, &err), 0);
+    ck_assert_mem_eq(a.payload, "third", 5);
+    sl_transport_msg_free(&ans);
+    sl_transport_free(d);
+    free(x);
+    /* Oversized: the server's nanomsg drops it and that connection. */
+    sl_transport *big = NULL;
+    sl_transport_opts bo = {.max_msg = SL_WIRE_MAX_FRAME, .resend_ivl_ms = 60000};
+    ck_assert_int_eq(sl_transport_connect(f.ccfg.server, &bo, &big, &err), 0);
+    size_t hn = SL_WIRE_MAX_FRAME + 1;
+    uint8_t *huge = calloc(1, hn);
+    memcpy(huge, rec, 64);
+    ck_assert(!send_recv(big, huge, hn, 1500, &ans));
+    free(huge);
+    sl_transport_close(big);
+    /* The server and the session are fine. */
+    ck_assert_int_eq(sl_chan_client_seal(c, 5, "fourth", 6, &d, &dn, &err), 0);
+    ck_assert(send_recv(tp, d, dn, 10000, &ans));
+    ck_assert_int_eq(sl_chan_client_open(c, ans.data, ans.len, &a, &err), 0);
+    ck_assert_mem_eq(a.payload, "fourth", 6);
+    sl_transport_msg_free(&ans);
+    sl_transport_free(d);
+    t.stop = 1;
+    pthread_join(th, NULL);
+    sl_chan_server_stats st;
+    sl_chan_server_get_stats(s, &st);
+    ck_assert_int_eq(t.app_requests, 4);
+    ck_assert(st.refused == 4);
+    free(rec);
+    sl_transport_close(tp);
+    sl_chan_client_free(c);
+    sl_chan_server_free(s);
+}
+END_TEST
+
 /* ---- limits ------------------------------------------------------------------- */
 
 START_TEST(test_session_quota_and_pending)
@@ -1296,6 +1426,7 @@ Suite *channel_suite(void)
     tcase_add_test(bad, test_wrong_type_for_state);
     tcase_add_test(bad, test_tampered_transcript);
     tcase_add_test(bad, test_refused_identities);
+    tcase_add_test(bad, test_sockets_adversarial);
     tcase_set_timeout(bad, 120);
     suite_add_tcase(s, bad);
     return s;
