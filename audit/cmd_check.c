@@ -156,6 +156,9 @@ static json_t *report_json(const char *path, const sl_audit_report *rep, const u
         json_array_append_new(fa, e);
     }
     json_object_set_new(o, "findings", fa);
+    json_object_set_new(o, "findings_omitted",
+                        json_integer((json_int_t)(rep->findings.errors + rep->findings.warnings -
+                                                  rep->findings.n)));
     if (rounds) {
         json_t *ra = json_array();
         for (size_t i = 0; i < rep->nrounds; i++) {
@@ -230,6 +233,9 @@ static void print_text(const char *path, const sl_audit_report *rep, const uint8
             printf("  %-7s  %-9s  %s\n", x->severity == SL_AUDIT_ERROR ? "error" : "warning",
                    x->kind, x->msg);
         }
+        size_t omitted = rep->findings.errors + rep->findings.warnings - rep->findings.n;
+        if (omitted)
+            printf("  ... and %zu more not listed\n", omitted);
     }
     printf("result     %s\n", sl_audit_ok(rep) ? "OK" : "FAILED");
 }

@@ -191,6 +191,8 @@ void sl_audit_add(sl_audit_findings *f, int severity, int code, int64_t line, in
         f->errors++;
     else
         f->warnings++;
+    if (f->n >= SL_AUDIT_MAX_FINDINGS)
+        return;
     if (f->n == f->cap) {
         size_t cap = f->cap ? 2 * f->cap : 16;
         sl_audit_finding *v = realloc(f->v, cap * sizeof *v);
@@ -819,8 +821,9 @@ int sl_auditlog_open(sl_auditlog **out, const char *dir, const uint8_t sk[64], u
                                               : "");
         goto out;
     }
-    if (scan.findings.errors + scan.findings.warnings > scan.findings.n) { /* dropped: no memory */
-        rc = sl_err_set(err, SL_ENOMEM, "%s: out of memory checking the log", log->path);
+    if (scan.findings.errors + scan.findings.warnings > scan.findings.n) { /* some not kept */
+        rc = sl_err_set(err, SL_EFORMAT, "%s: refusing to append: more problems than were listed",
+                        log->path);
         goto out;
     }
     if (scan.n == 0) {

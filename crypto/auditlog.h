@@ -182,13 +182,19 @@ typedef struct sl_audit_finding {
     char msg[320];
 } sl_audit_finding;
 
+/* Findings kept in full; beyond this only the counts grow (a log of
+ * millions of forged lines must not take gigabytes to report). */
+#define SL_AUDIT_MAX_FINDINGS 1000u
+
 typedef struct sl_audit_findings {
-    sl_audit_finding *v; /* owned */
+    sl_audit_finding *v; /* owned, n <= SL_AUDIT_MAX_FINDINGS */
     size_t n, cap;
     size_t errors, warnings;
 } sl_audit_findings;
 
-/* Adds a finding (allocation failure drops it but still counts it). */
+/* Adds a finding. Past SL_AUDIT_MAX_FINDINGS, or when memory runs out, it
+ * is counted in errors / warnings but not kept: errors + warnings - n were
+ * omitted. */
 void sl_audit_add(sl_audit_findings *f, int severity, int code, int64_t line, int64_t seq,
                   int64_t round, const char *fmt, ...) __attribute__((format(printf, 7, 8)));
 void sl_audit_findings_fini(sl_audit_findings *f);

@@ -910,6 +910,18 @@ START_TEST(test_reader_limits)
     ck_assert_ptr_nonnull(strstr(s.findings.v[0].msg, "above the"));
     sl_auditlog_scan_fini(&s);
     free(big);
+    /* Thousands of broken lines: every one counted, the first 1000 kept. */
+    size_t nl = 3 * SL_AUDIT_MAX_FINDINGS;
+    uint8_t *junk = malloc(2 * nl);
+    for (size_t i = 0; i < nl; i++) {
+        junk[2 * i] = 'x';
+        junk[2 * i + 1] = '\n';
+    }
+    ck_assert_int_eq(sl_auditlog_scan_buf(junk, 2 * nl, pk, &s, &err), 0);
+    ck_assert_uint_eq(s.findings.n, SL_AUDIT_MAX_FINDINGS);
+    ck_assert_uint_ge(s.findings.errors, nl);
+    sl_auditlog_scan_fini(&s);
+    free(junk);
     uint8_t rbig[SL_AUDITLOG_MAX_RECEIPT + 2];
     memset(rbig, ' ', sizeof rbig);
     sl_receipt r;
