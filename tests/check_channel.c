@@ -7,6 +7,8 @@
  * refusals and, when honest, cross-checks the documented key schedule. */
 #include <arpa/inet.h>
 #include <check.h>
+#include <nanomsg/nn.h>
+#include <nanomsg/reqrep.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <sodium.h>
@@ -581,8 +583,7 @@ START_TEST(test_sockets_call_resend_fetch)
     int port = free_port();
     snprintf(f.scfg.listen, sizeof f.scfg.listen, "127.0.0.1:%d", port);
     snprintf(f.ccfg.server, sizeof f.ccfg.server, "127.0.0.1:%d", port);
-    f.scfg.clock = NULL;
-    f.ccfg.clock = NULL;
+    f.scfg.clock = NULL; /* the server on real time; the site on g_now */
     f.ccfg.resend_ivl_ms = 100; /* REQ re-sends quickly: exercised below */
     f.ccfg.timeout_ms = 20000;
     sl_chan_server *s = mk_server(&f.scfg);
@@ -615,6 +616,20 @@ START_TEST(test_sockets_call_resend_fetch)
         ck_assert_mem_eq(r.payload, msg, (size_t)n);
         sl_chan_reply_free(&r);
     }
+    /* The site's clock says the session is about to expire: the next call
+     * resumes it first (RESUME over the socket), then goes through. */
+    sl_chan_server_stats st0;
+    sl_chan_server_get_stats(s, &st0);
+    g_now += (uint64_t)SL_CHAN_DEFAULT_SESSION_TTL * 1000;
+    {
+        sl_chan_reply r2;
+        ck_assert_msg(sl_chan_client_call(c, 6, "after", 5, &r2, &err) == 0, "%s", err.msg);
+        ck_assert_mem_eq(r2.payload, "after", 5);
+        sl_chan_reply_free(&r2);
+    }
+    sl_chan_server_stats st1;
+    sl_chan_server_get_stats(s, &st1);
+    ck_assert(st1.resumptions == st0.resumptions + 1 && st1.handshakes == st0.handshakes);
     /* The server takes 350 ms; REQ re-sends every 100 ms. Processed once. */
     sl_chan_reply r;
     ck_assert_msg(sl_chan_client_call(c, 50, "slow", 4, &r, &err) == 0, "%s", err.msg);
@@ -684,7 +699,7 @@ START_TEST(test_sockets_call_resend_fetch)
     pthread_join(th, NULL);
     sl_chan_server_stats st;
     sl_chan_server_get_stats(s, &st);
-    ck_assert_int_eq(t.app_requests, 7);
+    ck_assert_int_eq(t.app_requests, 8);
     ck_assert_msg(st.resent >= 1, "REQ re-sends seen: %llu", (unsigned long long)st.resent);
     ck_assert(st.refused == 0 && st.sessions == 0);
     free(data);
@@ -818,6 +833,120 @@ START_TEST(test_sockets_adversarial)
     ck_assert(st.refused == 4);
     free(rec);
     sl_transport_close(tp);
+    sl_chan_client_free(c);
+    sl_chan_server_free(s);
+}
+END_TEST
+
+
+/* A man in the middle on real sockets: a nanomsg device (raw REP in front,
+ * raw REQ behind) that forwards frames and alters the chosen one. */
+typedef struct mitm {
+    int front, back;
+    volatile int stop;
+    volatile int tamper_type; /* frame type to alter on its way back; 0 none */
+    volatile int tampered;
+} mitm;
+
+static void forward(int from, int to, mitm *m, int backwards)
+{
+    void *body = NULL, *ctrl = NULL;
+    struct nn_iovec iov = {.iov_base = &body, .iov_len = NN_MSG};
+    struct nn_msghdr h = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = &ctrl,
+                          .msg_controllen = NN_MSG};
+    int n = nn_recvmsg(from, &h, NN_DONTWAIT);
+    if (n < 0)
+        return;
+    uint8_t *b = body;
+    /* Behind a raw REQ the backtrace may still lead the body: skip it. */
+    int at = n > 6 && b[0] == 'S' && b[1] == 'L' ? 0 : 4;
+    if (backwards && n > 70 && m->tamper_type && b[at + 3] == m->tamper_type) {
+        b[at + 70] ^= 0x04; /* HELLO_REPLY: the server random; REPLY: ciphertext */
+        m->tampered++;
+    }
+    iov.iov_base = &body;
+    iov.iov_len = NN_MSG;
+    h.msg_control = &ctrl;
+    h.msg_controllen = NN_MSG;
+    if (nn_sendmsg(to, &h, 0) < 0) {
+        nn_freemsg(body);
+        nn_freemsg(ctrl);
+    }
+}
+
+static void *run_mitm(void *arg)
+{
+    mitm *m = arg;
+    while (!m->stop) {
+        struct nn_pollfd pf[2] = {{.fd = m->front, .events = NN_POLLIN},
+                                  {.fd = m->back, .events = NN_POLLIN}};
+        if (nn_poll(pf, 2, 50) <= 0)
+            continue;
+        if (pf[0].revents & NN_POLLIN)
+            forward(m->front, m->back, m, 0);
+        if (pf[1].revents & NN_POLLIN)
+            forward(m->back, m->front, m, 1);
+    }
+    return NULL;
+}
+
+START_TEST(test_sockets_man_in_the_middle)
+{
+    fx f;
+    fx_init(&f);
+    int sport = free_port(), pport = free_port();
+    snprintf(f.scfg.listen, sizeof f.scfg.listen, "127.0.0.1:%d", sport);
+    snprintf(f.ccfg.server, sizeof f.ccfg.server, "127.0.0.1:%d", pport);
+    f.scfg.clock = NULL;
+    f.ccfg.clock = NULL;
+    f.ccfg.timeout_ms = 10000;
+    sl_chan_server *s = mk_server(&f.scfg);
+    sl_err err = {0};
+    ck_assert_int_eq(sl_chan_server_listen(s, &err), 0);
+    srv_thread t = {.s = s};
+    pthread_t th, mt;
+    ck_assert_int_eq(pthread_create(&th, NULL, serve, &t), 0);
+    mitm m = {.tamper_type = SL_WIRE_HELLO_REPLY};
+    char url[64];
+    m.front = nn_socket(AF_SP_RAW, NN_REP);
+    m.back = nn_socket(AF_SP_RAW, NN_REQ);
+    int maxsz = (int)SL_WIRE_MAX_FRAME;
+    nn_setsockopt(m.front, NN_SOL_SOCKET, NN_RCVMAXSIZE, &maxsz, sizeof maxsz);
+    nn_setsockopt(m.back, NN_SOL_SOCKET, NN_RCVMAXSIZE, &maxsz, sizeof maxsz);
+    snprintf(url, sizeof url, "tcp://127.0.0.1:%d", pport);
+    ck_assert_int_ge(nn_bind(m.front, url), 0);
+    snprintf(url, sizeof url, "tcp://127.0.0.1:%d", sport);
+    ck_assert_int_ge(nn_connect(m.back, url), 0);
+    ck_assert_int_eq(pthread_create(&mt, NULL, run_mitm, &m), 0);
+    /* A tampered HELLO_REPLY: the site refuses the transcript. */
+    sl_chan_client *c = mk_client(&f.ccfg);
+    ck_assert_int_eq(sl_chan_client_connect(c, &err), SL_ECRYPTO);
+    ck_assert_msg(strstr(err.msg, "transcript signature") != NULL, "%s", err.msg);
+    ck_assert_int_eq(m.tampered, 1);
+    /* Honest relaying: the handshake and a call go through the device. */
+    m.tamper_type = 0;
+    ck_assert_msg(sl_chan_client_connect(c, &err) == 0, "%s", err.msg);
+    sl_chan_reply r;
+    ck_assert_int_eq(sl_chan_client_call(c, 2, "via proxy", 9, &r, &err), 0);
+    ck_assert_mem_eq(r.payload, "via proxy", 9);
+    sl_chan_reply_free(&r);
+    /* A tampered REPLY: refused by the site, which carries on. */
+    m.tamper_type = SL_WIRE_REPLY;
+    uint8_t big[200];
+    memset(big, 7, sizeof big);
+    ck_assert_int_eq(sl_chan_client_call(c, 2, big, sizeof big, &r, &err), SL_ECRYPTO);
+    ck_assert_msg(strstr(err.msg, "does not authenticate") != NULL, "%s", err.msg);
+    m.tamper_type = 0;
+    ck_assert_int_eq(sl_chan_client_call(c, 2, big, sizeof big, &r, &err), 0);
+    ck_assert_mem_eq(r.payload, big, sizeof big);
+    sl_chan_reply_free(&r);
+    sl_chan_client_close(c, &err);
+    m.stop = 1;
+    t.stop = 1;
+    pthread_join(mt, NULL);
+    pthread_join(th, NULL);
+    nn_close(m.front);
+    nn_close(m.back);
     sl_chan_client_free(c);
     sl_chan_server_free(s);
 }
@@ -1427,6 +1556,7 @@ Suite *channel_suite(void)
     tcase_add_test(bad, test_tampered_transcript);
     tcase_add_test(bad, test_refused_identities);
     tcase_add_test(bad, test_sockets_adversarial);
+    tcase_add_test(bad, test_sockets_man_in_the_middle);
     tcase_set_timeout(bad, 120);
     suite_add_tcase(s, bad);
     return s;
