@@ -206,6 +206,16 @@ static int replay(const sl_auditlog_scan *s, const sl_audit_opts *o, sl_audit_re
                              (long long)open, (long long)open_line);
             open = round;
             open_line = line;
+            have_mech = 0; /* a retried round logs its parameters again */
+        } else if (strcmp(t, "log_resume") == 0) {
+            /* Nothing of an interrupted round was released (the round_close
+             * comes first): its parameters cost nothing. */
+            if (open >= 0)
+                sl_audit_add(f, W, SL_AF_SEMANTIC, open_line, -1, open,
+                             "round %lld started (line %lld) and was interrupted by a restart",
+                             (long long)open, (long long)open_line);
+            open = -1;
+            have_mech = 0;
         } else if (strcmp(t, "mechanism") == 0) {
             sl_acct_mech m;
             sl_dp_round_record raw;

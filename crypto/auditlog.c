@@ -810,6 +810,13 @@ int sl_auditlog_open(sl_auditlog **out, const char *dir, const uint8_t sk[64], u
         (rc = sl_fs_read_all(log->path, SL_AUDITLOG_MAX_BYTES, &buf, &len, err)) ||
         (rc = sl_auditlog_scan_buf(buf, len, log->pk, &scan, err)))
         goto out;
+    if (len == 0) {
+        rc = sl_err_set(err, SL_EFORMAT,
+                        "%s is empty (did the server stop while creating it?): remove it to "
+                        "create the log again",
+                        log->path);
+        goto out;
+    }
     for (size_t i = 0; i < scan.findings.n; i++) {
         const sl_audit_finding *x = &scan.findings.v[i];
         if (x->code == SL_AF_UNSIGNED_TAIL ||

@@ -397,7 +397,9 @@ START_TEST(test_resume_after_crash)
     json_t *o = json_pack("{s:i}", "round", 2);
     ck_assert_int_eq(sl_auditlog_append(log, "round_start", o, NULL, &err), 0);
     json_decref(o);
-    sl_auditlog_free(log); /* crash */
+    sl_dp_round_record rec = round_rec(2, 5);
+    ck_assert_int_eq(sl_auditlog_mechanism(log, &rec, &err), 0);
+    sl_auditlog_free(log); /* crash before the round closed: nothing released */
 
     sl_audit_report rep;
     check(&fx, 1, &rep);
@@ -409,7 +411,11 @@ START_TEST(test_resume_after_crash)
     run_round(log, &fx, &acct, 2, 5, 1.0, 1);
     ck_assert_int_eq(sl_auditlog_close(log, &err), 0);
     check(&fx, 1, &rep);
+    if (rep.findings.errors)
+        dump_findings(&rep);
     ck_assert_uint_eq(rep.findings.errors, 0);
+    ck_assert_uint_eq(rep.findings.warnings, 1); /* round 2 interrupted, then retried */
+    ck_assert_ptr_nonnull(strstr(rep.findings.v[0].msg, "interrupted by a restart"));
     ck_assert(sl_audit_ok(&rep));
     ck_assert(rep.final.epsilon == fx.eps);
     sl_audit_report_fini(&rep);
@@ -419,6 +425,11 @@ START_TEST(test_resume_after_crash)
     ck_assert_int_eq(sl_auditlog_open(&log2, fx.dir, fx.sk, 0, &err), SL_ESTATE);
     ck_assert_ptr_nonnull(strstr(err.msg, "in use"));
     ck_assert_int_eq(sl_auditlog_close(log, &err), 0);
+    /* An empty file (a crash while creating) is refused with advice. */
+    const char *d2 = sl_test_tmpdir();
+    sl_test_write(d2, SL_AUDITLOG_FILE, "", 0);
+    ck_assert_int_eq(sl_auditlog_open(&log2, d2, fx.sk, 0, &err), SL_EFORMAT);
+    ck_assert_ptr_nonnull(strstr(err.msg, "remove it"));
     /* Reopening with another key is refused. */
     uint8_t pk2[32], sk2[64];
     crypto_sign_keypair(pk2, sk2);
