@@ -153,6 +153,27 @@ START_TEST(test_opacus_values)
 }
 END_TEST
 
+/* Abadi et al. 2016, "Deep Learning with Differential Privacy" (CCS),
+ * Sec. 3.1: "with L = 0.01N, sigma = 4, delta = 1e-5, and T = 10000, we have
+ * epsilon ~ 1.26 using the moments accountant". The moments accountant is
+ * the classic conversion over the moments lambda = 1..32, i.e. RDP orders
+ * alpha = lambda + 1 = 2..33. */
+START_TEST(test_abadi_moments_accountant)
+{
+    double o[32];
+    for (int i = 0; i < 32; i++)
+        o[i] = 2 + i;
+    sl_acct a;
+    sl_err err = {0};
+    ck_assert_int_eq(sl_acct_init_orders(&a, o, 32, &err), 0);
+    ck_assert_int_eq(sl_acct_add_sgm(&a, 0.01, 4, 10000, &err), 0);
+    sl_acct_eps e;
+    ck_assert_int_eq(sl_acct_epsilon(&a, 1e-5, &e, &err), 0);
+    CLOSE(e.epsilon_classic, 1.26, 0.005);
+    ck_assert(e.epsilon < e.epsilon_classic); /* the improved conversion does better */
+}
+END_TEST
+
 /* log A_alpha = log E_{z~N(0,s^2)} [((1-q) + q exp((2z-1)/(2s^2)))^alpha]
  * by the trapezoid rule in log space over a range that holds the mass of
  * both the N(0) and the shifted N(alpha) peaks: an independent check of the
@@ -516,6 +537,7 @@ Suite *accountant_suite(void)
     tcase_add_test(core, test_tf_conversion);
     tcase_add_test(core, test_tf_heterogeneous);
     tcase_add_test(core, test_opacus_values);
+    tcase_add_test(core, test_abadi_moments_accountant);
     tcase_add_test(core, test_log_a_matches_integration);
     tcase_add_test(core, test_composition_additive_and_monotone);
     tcase_add_test(core, test_epsilon_falls_with_sigma);
