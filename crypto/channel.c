@@ -493,6 +493,7 @@ struct sl_chan_server {
     size_t scratch_len;
     const uint8_t *route; /* route of the frame being processed (borrowed) */
     size_t route_len;
+    size_t *route_kept; /* the route length stored for the answer being sent, or NULL */
     int cur; /* session whose request awaits its reply, -1 if none */
     uint64_t cur_counter;
     sl_transport *tp;
@@ -607,11 +608,12 @@ void sl_chan_server_get_stats(const sl_chan_server *s, sl_chan_server_stats *st)
         st->sessions += s->sess[i].used && s->sess[i].ready;
 }
 
-static void keep_route(const sl_chan_server *s, uint8_t *route, size_t *route_len)
+static void keep_route(sl_chan_server *s, uint8_t *route, size_t *route_len)
 {
     if (s->route_len)
         memcpy(route, s->route, s->route_len);
     *route_len = s->route_len;
+    s->route_kept = route_len;
 }
 
 /* A re-send that came along the route of the frame it repeats is a REQ timer
@@ -1296,6 +1298,7 @@ int sl_chan_server_process(sl_chan_server *s, uint8_t *frame, size_t n, const ui
         route_len = 0;
     s->route = route;
     s->route_len = route ? route_len : 0;
+    s->route_kept = NULL;
     *reply = NULL;
     *reply_len = 0;
     s->cur = -1;
@@ -1405,16 +1408,20 @@ int sl_chan_server_next(sl_chan_server *s, int timeout_ms, sl_chan_request *req,
         if (prc && prc != SL_ECRYPTO && prc != SL_EFORMAT && prc != SL_ESTATE &&
             prc != SL_ELIMIT)
             slog(s, SL_CHAN_LOG_WARN, "internal error: %s", e2.msg);
-        if (reply && sl_transport_reply(s->tp, &msg, reply, rlen, &e2))
+        if (reply && sl_transport_reply(s->tp, &msg, reply, rlen, &e2)) {
+            /* The answer did not leave: a re-send on this route must get it. */
+            if (s->route_kept)
+                *s->route_kept = 0;
             slog(s, SL_CHAN_LOG_WARN, "%s", e2.msg);
+        }
         sl_transport_msg_free(&msg);
     }
 }
 
 static int send_current(sl_chan_server *s, int rc, const uint8_t *reply, size_t n, sl_err *err)
 {
-    if (!rc)
-        rc = sl_transport_reply(s->tp, &s->msg, reply, n, err);
+    if (!rc && (rc = sl_transport_reply(s->tp, &s->msg, reply, n, err)) && s->route_kept)
+        *s->route_kept = 0; /* not sent: a re-send on this route must get it */
     sl_transport_msg_free(&s->msg);
     return rc;
 }

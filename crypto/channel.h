@@ -73,7 +73,6 @@ typedef struct sl_chan_server_cfg {
     char crl[SL_CHAN_PATH_MAX];   /* crl.pem; empty disables revocation checks */
     uint32_t session_ttl, ticket_ttl; /* seconds; 0 = defaults */
     uint32_t max_sessions;            /* 0 = SL_CHAN_DEFAULT_MAX_SESSIONS */
-    int resend_ivl_ms;                /* unused by REP; kept for symmetry */
     sl_chan_log_fn log;               /* NULL: lines go to stderr */
     void *log_ctx;
     sl_chan_clock_fn clock; /* NULL: CLOCK_MONOTONIC */
