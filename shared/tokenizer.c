@@ -32,10 +32,13 @@ struct sl_tokenizer {
     uint8_t *tok_bytes; /* the bytes of every token, by id */
     uint8_t *special;   /* n_vocab flags: 1 for added tokens */
     int32_t byte_id[256];
-    /* Merge table: open addressing on (left << 32 | right). */
-    uint64_t *pkey;
-    uint32_t *prank;
-    int32_t *pnew;
+    /* Merge table: open addressing on (left << 32 | right); one slot is one
+     * 16-byte entry, so a lookup touches one cache line. */
+    struct pair_ent {
+        uint64_t key;
+        uint32_t rank;
+        int32_t nid;
+    } *pairs;
     size_t pmask;
     uint32_t n_merges;
     int32_t *merges; /* 2 * n_merges ids in file order, for the hash */
@@ -103,11 +106,11 @@ static uint32_t pair_rank(const sl_tokenizer *t, int32_t a, int32_t b, int32_t *
 {
     uint64_t key = (uint64_t)(uint32_t)a << 32 | (uint32_t)b;
     for (size_t i = pair_slot(key, t->pmask);; i = (i + 1) & t->pmask) {
-        if (t->pkey[i] == key) {
-            *nid = t->pnew[i];
-            return t->prank[i];
+        if (t->pairs[i].key == key) {
+            *nid = t->pairs[i].nid;
+            return t->pairs[i].rank;
         }
-        if (t->pkey[i] == EMPTY_KEY)
+        if (t->pairs[i].key == EMPTY_KEY)
             return NO_RANK;
     }
 }
@@ -118,11 +121,9 @@ static void pair_put(sl_tokenizer *t, int32_t a, int32_t b, uint32_t rank, int32
 {
     uint64_t key = (uint64_t)(uint32_t)a << 32 | (uint32_t)b;
     size_t i = pair_slot(key, t->pmask);
-    while (t->pkey[i] != EMPTY_KEY && t->pkey[i] != key)
+    while (t->pairs[i].key != EMPTY_KEY && t->pairs[i].key != key)
         i = (i + 1) & t->pmask;
-    t->pkey[i] = key;
-    t->prank[i] = rank;
-    t->pnew[i] = nid;
+    t->pairs[i] = (struct pair_ent){key, rank, nid};
 }
 
 /* ---- BPE on one piece ---- */
@@ -254,10 +255,25 @@ out:
     return rc;
 }
 
+/* Per-call cache of short pieces and their ids: text repeats its common
+ * words (Zipf), so most pieces skip the merger. Direct-mapped; a slot with
+ * len 0 is empty. Only calls on CACHE_MIN_TEXT bytes or more allocate one. */
+#define CACHE_SLOTS 4096u
+#define CACHE_BYTES 23u
+#define CACHE_IDS 8u
+#define CACHE_MIN_TEXT 2048u
+
+typedef struct cache_ent {
+    uint8_t len, nids;
+    uint8_t bytes[CACHE_BYTES];
+    int32_t ids[CACHE_IDS];
+} cache_ent;
+
 typedef struct enc_ctx {
     const sl_tokenizer *t;
     sl_ids *out;
     sl_err *err;
+    cache_ent *cache; /* NULL: none */
 } enc_ctx;
 
 static int enc_piece(void *vctx, const uint8_t *s, size_t n)
@@ -265,14 +281,37 @@ static int enc_piece(void *vctx, const uint8_t *s, size_t n)
     enc_ctx *c = vctx;
     if (n == 1)
         return sl_ids_push(c->out, c->t->byte_id[s[0]], c->err);
-    return n <= SHORT_PIECE ? bpe_short(c->t, s, n, c->out, c->err)
-                            : bpe_long(c->t, s, n, c->out, c->err);
+    if (n > SHORT_PIECE)
+        return bpe_long(c->t, s, n, c->out, c->err);
+    if (!c->cache || n > CACHE_BYTES)
+        return bpe_short(c->t, s, n, c->out, c->err);
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ s[i]) * 16777619u;
+    cache_ent *e = &c->cache[(h ^ (h >> 15)) & (CACHE_SLOTS - 1)];
+    if (e->len == n && memcmp(e->bytes, s, n) == 0) {
+        int rc = ids_reserve(c->out, e->nids, c->err);
+        if (rc)
+            return rc;
+        memcpy(c->out->v + c->out->n, e->ids, e->nids * sizeof *e->ids);
+        c->out->n += e->nids;
+        return 0;
+    }
+    size_t at = c->out->n;
+    int rc = bpe_short(c->t, s, n, c->out, c->err);
+    if (rc == 0 && c->out->n - at <= CACHE_IDS) {
+        e->len = (uint8_t)n;
+        e->nids = (uint8_t)(c->out->n - at);
+        memcpy(e->bytes, s, n);
+        memcpy(e->ids, c->out->v + at, e->nids * sizeof *e->ids);
+    }
+    return rc;
 }
 
-static int encode_plain(const sl_tokenizer *t, const uint8_t *s, size_t n, sl_ids *ids,
-                        sl_err *err)
+static int encode_plain(const sl_tokenizer *t, const uint8_t *s, size_t n, cache_ent *cache,
+                        sl_ids *ids, sl_err *err)
 {
-    enc_ctx c = {t, ids, err};
+    enc_ctx c = {t, ids, err, cache};
     return n ? sl_pretok_each(t->pre, s, n, enc_piece, &c, err) : 0;
 }
 
@@ -282,8 +321,9 @@ int sl_tokenizer_encode(const sl_tokenizer *t, const void *text, size_t n, unsig
     const uint8_t *s = text;
     size_t n0 = ids->n;
     int rc = 0;
+    cache_ent *cache = n >= CACHE_MIN_TEXT ? calloc(CACHE_SLOTS, sizeof *cache) : NULL;
     if (!(flags & SL_TOKENIZER_SPECIAL) || t->n_added == 0) {
-        rc = encode_plain(t, s, n, ids, err);
+        rc = encode_plain(t, s, n, cache, ids, err);
         goto out;
     }
     /* Cut out added tokens, leftmost first and longest at a tie (Hugging
@@ -313,7 +353,7 @@ int sl_tokenizer_encode(const sl_tokenizer *t, const void *text, size_t n, unsig
             }
         }
         first = 0;
-        rc = encode_plain(t, s + at, best - at, ids, err);
+        rc = encode_plain(t, s + at, best - at, cache, ids, err);
         if (rc == 0 && best < n) {
             rc = sl_ids_push(ids, t->added[bk].id, err);
             at = best + t->added[bk].len;
@@ -324,6 +364,7 @@ int sl_tokenizer_encode(const sl_tokenizer *t, const void *text, size_t n, unsig
     if (hit != hit_small)
         free(hit);
 out:
+    free(cache);
     if (rc)
         ids->n = n0;
     return rc;
@@ -390,9 +431,7 @@ void sl_tokenizer_free(sl_tokenizer *t)
     sl_pretok_free(t->pre);
     free(t->added);
     free(t->merges);
-    free(t->pnew);
-    free(t->prank);
-    free(t->pkey);
+    free(t->pairs);
     free(t->special);
     free(t->tok_bytes);
     free(t->tok_off);
@@ -682,15 +721,14 @@ static int build(const build_in *in, sl_tokenizer **out, sl_err *err)
     while (cap < 2 * in->n_merges + 16)
         cap *= 2;
     t->pmask = cap - 1;
-    t->pkey = malloc(cap * sizeof *t->pkey);
-    t->prank = malloc(cap * sizeof *t->prank);
-    t->pnew = malloc(cap * sizeof *t->pnew);
+    t->pairs = malloc(cap * sizeof *t->pairs);
     t->merges = malloc((2 * in->n_merges + 1) * sizeof *t->merges);
-    if (!t->pkey || !t->prank || !t->pnew || !t->merges) {
+    if (!t->pairs || !t->merges) {
         rc = sl_err_set(err, SL_ENOMEM, "%s: out of memory", in->merges_name);
         goto fail;
     }
-    memset(t->pkey, 0xFF, cap * sizeof *t->pkey);
+    for (size_t i = 0; i < cap; i++)
+        t->pairs[i].key = EMPTY_KEY;
     for (size_t i = 0; i < in->n_merges; i++) {
         const merge_src *m = &in->merges[i];
         json_t *va = json_object_getn(in->vocab, m->a, m->alen);

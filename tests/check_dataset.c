@@ -501,16 +501,18 @@ Suite *dataset_suite(void)
 {
     Suite *s = suite_create("dataset");
     TCase *core = tcase_create("core");
-    tcase_set_timeout(core, 60);
+    tcase_set_timeout(core, 120); /* sanitizer builds on a shared 2-core machine */
     tcase_add_test(core, test_folder_split_and_reuse);
     tcase_add_test(core, test_streaming_equals_whole);
     tcase_add_test(core, test_batches);
     suite_add_tcase(s, core);
     TCase *lim = tcase_create("limits");
+    tcase_set_timeout(lim, 120); /* sanitizer builds on a shared 2-core machine */
     tcase_add_test(lim, test_limits);
     tcase_add_test(lim, test_wide_vocabulary);
     suite_add_tcase(s, lim);
     TCase *bad = tcase_create("malformed");
+    tcase_set_timeout(bad, 120); /* sanitizer builds on a shared 2-core machine */
     tcase_add_test(bad, test_bad_jsonl);
     tcase_add_test(bad, test_tampered_cache);
     suite_add_tcase(s, bad);

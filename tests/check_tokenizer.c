@@ -769,7 +769,7 @@ Suite *tokenizer_suite(void)
 {
     Suite *s = suite_create("tokenizer");
     TCase *core = tcase_create("core");
-    tcase_set_timeout(core, 60);
+    tcase_set_timeout(core, 120); /* sanitizer builds on a shared 2-core machine */
     tcase_add_test(core, test_known_ids);
     tcase_add_test(core, test_layouts_agree);
     tcase_add_test(core, test_merger_matches_naive);
@@ -779,11 +779,12 @@ Suite *tokenizer_suite(void)
     tcase_add_test(core, test_train_round_trip_and_determinism);
     suite_add_tcase(s, core);
     TCase *lim = tcase_create("limits");
-    tcase_set_timeout(lim, 60);
+    tcase_set_timeout(lim, 120); /* sanitizer builds on a shared 2-core machine */
     tcase_add_test(lim, test_buffer_limits);
     tcase_add_test(lim, test_train_limits);
     suite_add_tcase(s, lim);
     TCase *bad = tcase_create("malformed");
+    tcase_set_timeout(bad, 120); /* sanitizer builds on a shared 2-core machine */
     tcase_add_test(bad, test_malformed_json);
     tcase_add_test(bad, test_malformed_files);
     suite_add_tcase(s, bad);
