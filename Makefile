@@ -99,7 +99,7 @@ BINARIES := $(BIN)/sealora-server $(BIN)/sealora-client $(BIN)/sealora-audit
 TEST_RUNNER := $(BUILD)/tests/check_all
 BENCHES := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
 
-.PHONY: all deps test run-tests sanitize bench run-bench fuzz run-fuzz demo clean lint
+.PHONY: all deps test run-tests sanitize bench run-bench fuzz run-fuzz demo clean lint base-model
 all: $(BINARIES)
 
 define make_lib
@@ -206,6 +206,12 @@ run-fuzz: $(FUZZERS)
 	  $$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 $(BUILD)/fuzz/work/$$n fuzz/corpus/$$n 2>&1 \
 	    | grep -E 'stat::number_of_executed_units|stat::new_units_added|ERROR|SUMMARY' ; \
 	  [ $${PIPESTATUS[0]} -eq 0 ] || exit 1; done
+
+# Rebuilds the embedded base model (models/base/) from Debian's free text:
+# about an hour on 2 cores, resumable (models/recipe/README.md).
+base-model: deps
+	$(Q)$(MAKE) --no-print-directory all
+	$(Q)bash models/recipe/base-model.sh
 
 lint:
 	$(Q)bash tests/lint_layers.sh

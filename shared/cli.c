@@ -1,6 +1,9 @@
 #include "shared/cli.h"
 
+#include <errno.h>
+#include <math.h>
 #include <stdarg.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -66,4 +69,40 @@ int sl_cli_main(const char *prog, const char *about, const sl_cli_cmd *cmds, int
     fprintf(stderr, "%s: unknown command '%s'\n\n", prog, c);
     usage(stderr, prog, about, cmds, ncmds);
     return 2;
+}
+
+int sl_cli_long(const char *cmd, const char *name, const char *v, long lo, long hi, long *out)
+{
+    char *end;
+    errno = 0;
+    long x = strtol(v, &end, 10);
+    if (!*v || *end || errno || x < lo || x > hi) {
+        sl_cli_fail(NULL, "%s: --%s '%s' must be an integer in %ld..%ld", cmd, name, v, lo, hi);
+        return 2;
+    }
+    *out = x;
+    return 0;
+}
+
+int sl_cli_int(const char *cmd, const char *name, const char *v, int lo, int hi, int *out)
+{
+    long x;
+    int rc = sl_cli_long(cmd, name, v, lo, hi, &x);
+    if (!rc)
+        *out = (int)x;
+    return rc;
+}
+
+int sl_cli_float(const char *cmd, const char *name, const char *v, double lo, double hi,
+                 float *out)
+{
+    char *end;
+    errno = 0;
+    double x = strtod(v, &end);
+    if (!*v || *end || errno || !isfinite(x) || x < lo || x > hi) {
+        sl_cli_fail(NULL, "%s: --%s '%s' must be a number in %g..%g", cmd, name, v, lo, hi);
+        return 2;
+    }
+    *out = (float)x;
+    return 0;
 }

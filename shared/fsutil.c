@@ -8,7 +8,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <dirent.h>
+#include <sodium.h>
 #include <unistd.h>
+
+#include "shared/atomicfile.h"
 
 int sl_fs_read_all(const char *path, size_t max, uint8_t **out, size_t *len, sl_err *err)
 {
@@ -144,4 +148,95 @@ int sl_fs_join(char *out, size_t cap, const char *dir, const char *name, sl_err 
     if (n < 0 || (size_t)n >= cap)
         return sl_err_set(err, SL_ELIMIT, "path too long: %.64s/%.64s", dir, name);
     return 0;
+}
+
+int sl_fs_sha256(const char *path, uint8_t digest[32], char hex[65], sl_err *err)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return sl_err_errno(err, "%s", path);
+    crypto_hash_sha256_state st;
+    crypto_hash_sha256_init(&st);
+    uint8_t buf[1 << 16];
+    for (;;) {
+        ssize_t r = read(fd, buf, sizeof buf);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            int rc = sl_err_errno(err, "%s: read", path);
+            close(fd);
+            return rc;
+        }
+        if (r == 0)
+            break;
+        crypto_hash_sha256_update(&st, buf, (size_t)r);
+    }
+    close(fd);
+    crypto_hash_sha256_final(&st, digest);
+    if (hex)
+        sodium_bin2hex(hex, 65, digest, 32);
+    return 0;
+}
+
+int sl_fs_copy(const char *src, const char *dst, sl_err *err)
+{
+    int fd = open(src, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return sl_err_errno(err, "%s", src);
+    sl_afile a;
+    int rc = sl_afile_open(&a, dst, 0644, err);
+    if (rc) {
+        close(fd);
+        return rc;
+    }
+    uint8_t buf[1 << 16];
+    for (;;) {
+        ssize_t r = read(fd, buf, sizeof buf);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            rc = sl_err_errno(err, "%s: read", src);
+            break;
+        }
+        if (r == 0)
+            break;
+        if ((rc = sl_afile_write(&a, buf, (size_t)r, err)))
+            break;
+    }
+    close(fd);
+    if (rc) {
+        sl_afile_abort(&a);
+        return rc;
+    }
+    return sl_afile_commit(&a, err);
+}
+
+int sl_fs_remove_flat_dir(const char *path, sl_err *err)
+{
+    DIR *d = opendir(path);
+    if (!d)
+        return errno == ENOENT ? 0 : sl_err_errno(err, "%s", path);
+    struct dirent *e;
+    int rc = 0;
+    char p[PATH_MAX];
+    while ((e = readdir(d))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+            continue;
+        if ((rc = sl_fs_join(p, sizeof p, path, e->d_name, err)))
+            break;
+        struct stat s;
+        if (lstat(p, &s) == 0 && S_ISDIR(s.st_mode)) {
+            rc = sl_err_set(err, SL_EINVAL, "%s: holds a folder (%s); not removing it", path,
+                            e->d_name);
+            break;
+        }
+        if (unlink(p) && errno != ENOENT) {
+            rc = sl_err_errno(err, "%s: unlink", p);
+            break;
+        }
+    }
+    closedir(d);
+    if (!rc && rmdir(path) && errno != ENOENT)
+        rc = sl_err_errno(err, "%s: rmdir", path);
+    return rc;
 }

@@ -22,5 +22,13 @@ int sl_fs_mkdirs(const char *path, unsigned mode, sl_err *err);
 int sl_fs_exists(const char *path);
 /* snprintf into out, SL_ELIMIT if it would not fit. */
 int sl_fs_join(char *out, size_t cap, const char *dir, const char *name, sl_err *err);
+/* SHA-256 of a file's bytes, streamed; hex (may be NULL) gets 64 lowercase
+ * hex digits and a NUL. */
+int sl_fs_sha256(const char *path, uint8_t digest[32], char hex[65], sl_err *err);
+/* Copies src to dst atomically (dst's mode 0644). */
+int sl_fs_copy(const char *src, const char *dst, sl_err *err);
+/* Removes a folder holding only regular files (a checkpoint); a missing
+ * folder is fine. Refuses (SL_EINVAL) a folder with sub-folders. */
+int sl_fs_remove_flat_dir(const char *path, sl_err *err);
 
 #endif

@@ -5,6 +5,7 @@
 #define SL_MODELCMD_H
 
 #include "shared/cmd_tokenize.h"
+#include "shared/cmd_train.h"
 
 int sl_modelcmd_blas(int argc, char **argv);
 int sl_modelcmd_inspect(int argc, char **argv);
@@ -19,6 +20,8 @@ int sl_modelcmd_init_model(int argc, char **argv);
     {"tokenize", "text on stdin to token ids, or ids back to text (--decode)", \
      sl_cmd_tokenize_run}, \
     {"train-tokenizer", "train a byte-level BPE tokenizer on text files", \
-     sl_cmd_tokenize_train},
+     sl_cmd_tokenize_train}, \
+    {"train", "train a LoRA adapter (or every weight) on text, with checkpoints", \
+     sl_cmd_train},
 
 #endif
