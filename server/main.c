@@ -5,6 +5,7 @@
 #include "shared/modelcmd.h"
 #include "server/cmd_chanecho.h"
 #include "server/cmd_provision.h"
+#include "server/cmd_emulate.h"
 
 static const sl_cli_cmd cmds[] = {
     {"provision", "create the CA and startup kits; add a site; sign a site's request", sl_cmd_provision},
@@ -13,6 +14,7 @@ static const sl_cli_cmd cmds[] = {
     {"channel-echo", "diagnostics: echo server to check connectivity and credentials", sl_cmd_channel_echo},
     SL_MODELCMD_ENTRIES
     SL_CMD_SIMULATE_SECAGG_ENTRY
+    SL_CMD_EMULATE_ENTRIES
 };
 
 int main(int argc, char **argv)
