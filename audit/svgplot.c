@@ -3,36 +3,14 @@
 #include <math.h>
 #include <string.h>
 
+#include "shared/svgchart.h"
+
 #define W 760.0
 #define H 440.0
 #define ML 72.0 /* margins: room for tick labels and axis titles */
 #define MR 24.0
 #define MT 48.0
 #define MB 56.0
-
-static void esc(FILE *f, const char *s)
-{
-    for (; s && *s; s++) {
-        switch (*s) {
-        case '<': fputs("&lt;", f); break;
-        case '>': fputs("&gt;", f); break;
-        case '&': fputs("&amp;", f); break;
-        case '"': fputs("&quot;", f); break;
-        default:
-            if ((unsigned char)*s >= 0x20)
-                fputc(*s, f);
-        }
-    }
-}
-
-/* A "nice" tick step (1, 2 or 5 times a power of ten) for about n ticks. */
-static double nice_step(double span, int n)
-{
-    if (!(span > 0))
-        return 1;
-    double raw = span / n, p = pow(10, floor(log10(raw))), m = raw / p;
-    return (m <= 1 ? 1 : m <= 2 ? 2 : m <= 5 ? 5 : 10) * p;
-}
 
 int sl_svgplot_epsilon(FILE *f, const sl_svgplot_series *eps, const sl_svgplot_series *claimed,
                        double budget, double delta, const char *title)
@@ -56,9 +34,9 @@ int sl_svgplot_epsilon(FILE *f, const sl_svgplot_series *eps, const sl_svgplot_s
         xmax = xmin + 1;
     if (!(ymax > 0))
         ymax = 1;
-    double ystep = nice_step(ymax * 1.08, 6);
+    double ystep = sl_svg_nice_step(ymax * 1.08, 6);
     double ytop = ceil(ymax * 1.08 / ystep) * ystep;
-    double xstep = fmax(1, nice_step(xmax - xmin, 8));
+    double xstep = fmax(1, sl_svg_nice_step(xmax - xmin, 8));
     double pw = W - ML - MR, ph = H - MT - MB;
 #define PX(x) (ML + ((x) - xmin) / (xmax - xmin) * pw)
 #define PY(y) (MT + ph - (isfinite(y) ? fmin(y, ytop) : ytop) / ytop * ph)
@@ -68,7 +46,7 @@ int sl_svgplot_epsilon(FILE *f, const sl_svgplot_series *eps, const sl_svgplot_s
             W, H, W, H);
     fprintf(f, "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n");
     fprintf(f, "<text x=\"%.1f\" y=\"24\" font-size=\"15\">", ML);
-    esc(f, title);
+    sl_svg_escape(f, title);
     fprintf(f, "</text>\n");
     /* Grid, ticks and labels. */
     fprintf(f, "<g stroke=\"#dddddd\">\n");

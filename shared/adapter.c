@@ -150,3 +150,22 @@ int sl_adapter_load(sl_lora **out, const sl_gpt2 *m, const char *dir, sl_peft_co
     *out = l;
     return 0;
 }
+
+int sl_adapter_merge_dir(sl_gpt2 *m, const char *dir, const char *base_digest, sl_err *err)
+{
+    sl_lora *l = NULL;
+    sl_peft_config c;
+    int rc = sl_adapter_load(&l, m, dir, &c, err);
+    if (rc)
+        return rc;
+    if (base_digest && c.base_digest[0] && strcmp(base_digest, c.base_digest) != 0) {
+        sl_lora_free(l);
+        return sl_err_set(err, SL_EINVAL,
+                          "%s/%s: the adapter was trained on base weights with SHA-256 %.16s..., "
+                          "this model's are %.16s...",
+                          dir, SL_ADAPTER_CONFIG, c.base_digest, base_digest);
+    }
+    sl_lora_merge(m, l, 1.0f);
+    sl_lora_free(l);
+    return 0;
+}

@@ -23,4 +23,9 @@ int sl_adapter_save(const sl_lora *l, const char *dir, const char *base_model,
 int sl_adapter_load(sl_lora **out, const sl_gpt2 *m, const char *dir, sl_peft_config *cfg_out,
                     sl_err *err);
 
+/* Loads the adapter in DIR for model m and merges it into m's weights
+ * (W += (alpha/r) (B A)^T). base_digest (hex, or NULL) is the SHA-256 of the
+ * model's weights file: an adapter recording a different one is refused,
+ * naming both. m is unchanged on failure. */
+int sl_adapter_merge_dir(sl_gpt2 *m, const char *dir, const char *base_digest, sl_err *err);
 #endif

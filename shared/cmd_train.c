@@ -19,12 +19,14 @@
 #include "shared/fsutil.h"
 #include "shared/modeldir.h"
 #include "shared/progress.h"
+#include "shared/svgchart.h"
 #include "shared/tokenizer.h"
 #include "shared/train.h"
 
 #define CMD "train"
 #define LOG_FILE "train_log.jsonl"
 #define PROGRESS_FILE "progress.json"
+#define SVG_FILE "loss.svg"
 
 static const char *const g_tok_files[] = {"tokenizer.json", "vocab.json", "merges.txt"};
 
@@ -279,6 +281,66 @@ static int trim_log(const char *path, long upto, sl_err *err)
     return rc;
 }
 
+/* OUT/loss.svg: training and validation loss against tokens seen, from
+ * the log. */
+static int write_loss_svg(const char *logp, const char *svgp, double tok_per_step, sl_err *err)
+{
+    uint8_t *buf = NULL;
+    size_t n = 0, cap = 0, nt = 0, nv = 0;
+    int rc = sl_fs_read_all(logp, 1u << 30, &buf, &n, err);
+    if (rc)
+        return rc;
+    for (size_t i = 0; i < n; i++)
+        cap += buf[i] == '\n';
+    double *tx = calloc(cap + 1, sizeof *tx), *ty = calloc(cap + 1, sizeof *ty);
+    double *vx = calloc(cap + 1, sizeof *vx), *vy = calloc(cap + 1, sizeof *vy);
+    char *mem = NULL;
+    size_t memn = 0;
+    FILE *f = NULL;
+    if (!tx || !ty || !vx || !vy) {
+        rc = sl_err_set(err, SL_ENOMEM, "%s: out of memory", svgp);
+        goto out;
+    }
+    for (char *line = (char *)buf; line < (char *)buf + n;) {
+        char *nl = memchr(line, '\n', (size_t)((char *)buf + n - line));
+        size_t len = nl ? (size_t)(nl - line) : (size_t)((char *)buf + n - line);
+        json_error_t je;
+        json_t *j = json_loadb(line, len, 0, &je);
+        json_t *st = json_object_get(j, "step"), *l = json_object_get(j, "loss"),
+               *v = json_object_get(j, "val_loss");
+        if (json_is_integer(st) && json_is_number(l) && nt < cap) {
+            tx[nt] = (double)json_integer_value(st) * tok_per_step / 1e6;
+            ty[nt++] = json_number_value(l);
+        } else if (json_is_integer(st) && json_is_number(v) && nv < cap) {
+            vx[nv] = (double)json_integer_value(st) * tok_per_step / 1e6;
+            vy[nv++] = json_number_value(v);
+        }
+        json_decref(j);
+        line += len + 1;
+    }
+    sl_svg_series ser[2] = {{"training loss", "#1f77b4", tx, ty, nt},
+                            {"validation loss", "#d62728", vx, vy, nv}};
+    f = open_memstream(&mem, &memn);
+    if (!f || sl_svg_lines(f, ser, nv ? 2 : 1, "Loss while training", "tokens seen (millions)",
+                           "mean NLL (nats/token)", 0)) {
+        rc = sl_err_set(err, SL_EIO, "%s: cannot render", svgp);
+        goto out;
+    }
+    fclose(f);
+    f = NULL;
+    rc = sl_fs_write_atomic(svgp, mem, memn, 0644, err);
+out:
+    if (f)
+        fclose(f);
+    free(mem);
+    free(tx);
+    free(ty);
+    free(vx);
+    free(vy);
+    free(buf);
+    return rc;
+}
+
 static void log_line(run *r, json_t *o)
 {
     char *s = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(6));
@@ -300,7 +362,7 @@ static const char usage[] =
     "are held out for validation. Progress on stderr; OUT/train_log.jsonl logs\n"
     "loss, learning rate and validation loss; OUT/checkpoint/ is replaced\n"
     "atomically every --checkpoint-every steps and on Ctrl-C. --resume continues\n"
-    "from it bit for bit.\n"
+    "from it bit for bit. OUT/loss.svg plots the loss curve at the end.\n"
     "\n"
     "What to train:\n"
     "  --full                 every weight of the model\n"
@@ -603,6 +665,10 @@ int sl_cmd_train(int argc, char **argv)
     long loss_n = 0;
     const double tok_per_step = (double)r.cfg.B * r.cfg.T;
     int can_eval = sl_dataset_tokens(r.ds, SL_DATASET_VAL) >= (uint64_t)r.cfg.T + 1;
+    if (!can_eval && r.eval_every && !r.quiet)
+        fprintf(stderr, CMD ": the validation split has fewer than %d tokens; no validation "
+                        "estimates (more documents or a larger --val-fraction give some)\n",
+                r.cfg.T + 1);
     for (long s = start; s < r.cfg.steps && !g_stop; s++) {
         sl_train_stats st;
         if (sl_trainer_step(r.tr, r.ds, &st, &err))
@@ -648,6 +714,11 @@ int sl_cmd_train(int argc, char **argv)
         goto out_sig;
     }
     if (write_weights(&r, r.out, r.full ? r.dtype : SL_ST_F32, &err))
+        goto fail_sig;
+    char svgp[PATH_MAX];
+    fflush(r.log);
+    if (path_in(svgp, sizeof svgp, r.out, SVG_FILE) ||
+        write_loss_svg(logp, svgp, tok_per_step, &err))
         goto fail_sig;
     if (!r.quiet)
         fprintf(stderr, CMD ": done: %ld steps, %.0f tokens in %.0f s; wrote %s\n", r.cfg.steps,

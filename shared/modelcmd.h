@@ -5,6 +5,7 @@
 #define SL_MODELCMD_H
 
 #include "shared/cmd_tokenize.h"
+#include "shared/cmd_text.h"
 #include "shared/cmd_train.h"
 
 int sl_modelcmd_blas(int argc, char **argv);
@@ -22,6 +23,8 @@ int sl_modelcmd_init_model(int argc, char **argv);
     {"train-tokenizer", "train a byte-level BPE tokenizer on text files", \
      sl_cmd_tokenize_train}, \
     {"train", "train a LoRA adapter (or every weight) on text, with checkpoints", \
-     sl_cmd_train},
+     sl_cmd_train}, \
+    {"eval", "perplexity of a model (and adapter) on text", sl_cmd_eval}, \
+    {"generate", "continue a prompt with a model (and adapter)", sl_cmd_generate},
 
 #endif

@@ -4,14 +4,14 @@
 # pretraining with our own engine, F16 export. `make base-model` runs it.
 # Every stage is resumable: a finished stage's output is kept, and an
 # interrupted pretraining continues from its last checkpoint (train --resume).
-# Environment: WORK (build/base-model), OUT (models/base), STEPS (2400).
+# Environment: WORK (build/base-model), OUT (models/base), STEPS (1600).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
 bin=bin/sealora-server
 work=${WORK:-build/base-model}
 out=${OUT:-models/base}
-steps=${STEPS:-2400}
+steps=${STEPS:-1600}
 corpus=build/corpus
 mkdir -p "$work"
 
@@ -29,7 +29,7 @@ fi
 
 echo "base-model: 3/4 pretraining, $steps steps of 16 x 256 tokens ($work/trained)" >&2
 "$bin" train --full --model "$work/init" --text "$corpus/general.txt" --out "$work/trained" \
-  --steps "$steps" --batch 16 --context 256 --lr 1e-3 --lr-min 1e-4 --warmup 100 \
+  --steps "$steps" --batch 16 --context 256 --lr 1.5e-3 --lr-min 1.5e-4 --warmup 60 \
   --weight-decay 0.1 --clip 1 --seed 1 --checkpoint-every 100 --eval-every 200 \
   --eval-batches 16 --log-every 10 --dtype F16 --resume
 
