@@ -71,7 +71,7 @@ int sl_emupkg_sign(const char *dir, const sl_emumeta *meta, const uint8_t sk[64]
 {
     int rc;
     if ((rc = sl_emumeta_validate(meta, err)))
-        return sl_err_prefix(err, "%s: manifest: ", dir), rc;
+        return sl_err_prefix(err, "%s: manifest", dir), rc;
     if (sodium_init() < 0)
         return sl_err_set(err, SL_ECRYPTO, "libsodium failed to initialise");
     sl_emumeta *m = malloc(sizeof *m);

@@ -16,6 +16,7 @@
 #include "shared/adapter.h"
 #include "shared/cli.h"
 #include "shared/dataset.h"
+#include "shared/emulator.h"
 #include "shared/fsutil.h"
 #include "shared/modeldir.h"
 #include "shared/progress.h"
@@ -105,6 +106,7 @@ int sl_train_parse_layers(const char *s, int max_layer, int *layers, int *n, sl_
 
 typedef struct run {
     const char *model_dir, *text, *out, *adapter_in, *cache, *text_field;
+    const char *emulator; /* package folder (--emulator), or NULL */
     int full, resume, quiet, lora_r, eval_batches;
     float lora_alpha;
     unsigned targets;
@@ -116,6 +118,7 @@ typedef struct run {
     /* state */
     sl_gpt2 *m;
     sl_lora *lora;
+    sl_emumeta *meta;     /* the package's manifest with --emulator */
     sl_tokenizer *tok;
     sl_dataset *ds;
     sl_trainer *tr;
@@ -149,6 +152,8 @@ static int write_weights(run *r, const char *dir, sl_st_dtype dtype, sl_err *err
         }
         return 0;
     }
+    if (r->meta)
+        return sl_emulator_adapter_save(r->lora, r->meta, dir, r->model_dir, err);
     return sl_adapter_save(r->lora, dir, r->model_dir, r->base_digest, err);
 }
 
@@ -218,7 +223,8 @@ static int load_checkpoint(run *r, const char *dir, sl_err *err)
         sl_gpt2_free(m);
     } else {
         sl_lora *l = NULL;
-        if ((rc = sl_adapter_load(&l, r->m, dir, NULL, err)))
+        if ((rc = r->meta ? sl_emulator_adapter_load(&l, r->m, r->meta, dir, NULL, err)
+                          : sl_adapter_load(&l, r->m, dir, NULL, err)))
             return rc;
         if (l->nparams != r->lora->nparams || l->r != r->lora->r ||
             l->targets != r->lora->targets) {
@@ -354,6 +360,7 @@ static void log_line(run *r, json_t *o)
 
 static const char usage[] =
     "usage: %s train --model DIR --text PATH --out DIR [options]\n"
+    "       %s train --emulator PKG --text PATH --out DIR [options]\n"
     "\n"
     "Trains a model directory on text: a LoRA adapter (default; written to OUT in\n"
     "Hugging Face PEFT's layout) or every weight (--full; OUT becomes a model\n"
@@ -371,6 +378,9 @@ static const char usage[] =
     "  --targets LIST         c_attn, attn.c_proj, mlp.c_fc, mlp.c_proj or all (c_attn)\n"
     "  --layers LIST          blocks to adapt, e.g. 0,1,10-11 (all)\n"
     "  --adapter DIR          start from this PEFT adapter instead of a fresh one\n"
+    "  --emulator PKG         train on an emulator package (instead of --model): LoRA\n"
+    "                         on its adapter blocks only, the middle frozen; the adapter\n"
+    "                         written names the full model's blocks and digest\n"
     "Schedule:\n"
     "  --steps N              optimiser steps (100)\n"
     "  --batch B              rows per step (8)\n"
@@ -400,7 +410,7 @@ static const char usage[] =
 enum {
     O_FULL = 256, O_R, O_ALPHA, O_TARGETS, O_LAYERS, O_ADAPTER, O_STEPS, O_BATCH, O_CTX, O_LR,
     O_LRMIN, O_WARMUP, O_WD, O_CLIP, O_SEED, O_FIELD, O_VAL, O_CACHE, O_CKPT, O_EVAL, O_EVALB,
-    O_LOGEV, O_DTYPE, O_RESUME, O_QUIET
+    O_LOGEV, O_DTYPE, O_RESUME, O_QUIET, O_EMU
 };
 
 static int parse_args(run *r, int argc, char **argv, int *lr_set, int *wd_set, int *warm_set,
@@ -413,6 +423,7 @@ static int parse_args(run *r, int argc, char **argv, int *lr_set, int *wd_set, i
         {"targets", required_argument, NULL, O_TARGETS},
         {"layers", required_argument, NULL, O_LAYERS},
         {"adapter", required_argument, NULL, O_ADAPTER},
+        {"emulator", required_argument, NULL, O_EMU},
         {"steps", required_argument, NULL, O_STEPS}, {"batch", required_argument, NULL, O_BATCH},
         {"context", required_argument, NULL, O_CTX}, {"lr", required_argument, NULL, O_LR},
         {"lr-min", required_argument, NULL, O_LRMIN},
@@ -444,6 +455,7 @@ static int parse_args(run *r, int argc, char **argv, int *lr_set, int *wd_set, i
         case O_TARGETS: targets = optarg; break;
         case O_LAYERS: layers = optarg; break;
         case O_ADAPTER: r->adapter_in = optarg; break;
+        case O_EMU: r->emulator = optarg; break;
         case O_STEPS: bad = sl_cli_long(CMD, "steps", optarg, 1, 1000000000L, &r->cfg.steps); break;
         case O_BATCH: bad = sl_cli_int(CMD, "batch", optarg, 1, 4096, &r->cfg.B); break;
         case O_CTX: bad = sl_cli_int(CMD, "context", optarg, 1, SL_HFCONFIG_MAX_POSITIONS, &r->cfg.T); break;
@@ -468,14 +480,23 @@ static int parse_args(run *r, int argc, char **argv, int *lr_set, int *wd_set, i
             break;
         case O_RESUME: r->resume = 1; break;
         case O_QUIET: r->quiet = 1; break;
-        case 'h': printf(usage, sl_cli_prog()); return -1;
-        default: fprintf(stderr, usage, sl_cli_prog()); return 2;
+        case 'h': printf(usage, sl_cli_prog(), sl_cli_prog()); return -1;
+        default: fprintf(stderr, usage, sl_cli_prog(), sl_cli_prog()); return 2;
         }
         if (bad)
             return 2;
     }
+    if (r->emulator && r->model_dir) {
+        sl_cli_fail(NULL, CMD ": --emulator PKG is the model; do not give --model too");
+        return 2;
+    }
+    if (r->emulator)
+        r->model_dir = r->emulator;
+    if (r->emulator && (r->full || layers))
+        return sl_cli_fail(NULL, CMD ": --emulator trains LoRA on the package's adapter "
+                                 "blocks; --full and --layers do not apply"), 2;
     if (!r->model_dir || !r->text || !r->out || optind < argc) {
-        fprintf(stderr, usage, sl_cli_prog());
+        fprintf(stderr, usage, sl_cli_prog(), sl_cli_prog());
         return 2;
     }
     r->cfg.seed = (uint64_t)seed;
@@ -511,7 +532,23 @@ static int setup(run *r, sl_err *err)
     if ((rc = sl_fs_join(w, sizeof w, r->model_dir, SL_MODELDIR_WEIGHTS, err)) ||
         (rc = sl_fs_sha256(w, (uint8_t[32]){0}, r->base_digest, err)))
         return rc;
-    if (!r->full) {
+    if (r->emulator) {
+        /* The signature is the site agent's and verify-emulator's business;
+         * here the manifest must describe this model. */
+        if (!(r->meta = calloc(1, sizeof *r->meta)))
+            return sl_err_set(err, SL_ENOMEM, "out of memory");
+        if ((rc = sl_emumeta_read(r->emulator, r->meta, err)) ||
+            (rc = sl_emulator_check(r->meta, r->m, NULL, err)))
+            return sl_err_prefix(err, "%s", r->emulator);
+        sl_emulator_adapter_blocks(r->meta, r->layers, &r->nlayers);
+        if (r->nlayers == 0)
+            return sl_err_set(err, SL_EINVAL, "%s: the package has no adapter blocks",
+                              r->emulator);
+        if (r->adapter_in && (rc = sl_emulator_adapter_load(&r->lora, r->m, r->meta,
+                                                            r->adapter_in, NULL, err)))
+            return rc;
+    }
+    if (!r->full && !r->lora) {
         if (r->adapter_in) {
             sl_peft_config pc;
             if ((rc = sl_adapter_load(&r->lora, r->m, r->adapter_in, &pc, err)))
@@ -563,6 +600,7 @@ static void teardown(run *r)
     sl_dataset_close(r->ds);
     sl_tokenizer_free(r->tok);
     sl_lora_free(r->lora);
+    free(r->meta);
     sl_gpt2_free(r->m);
 }
 

@@ -1,8 +1,11 @@
 #include "shared/emulator.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "shared/adapter.h"
 
 int sl_emulator_plan(int L, int bottom, int top, double drop, const int *keep, int nkeep,
                      int *map, int *n, double *achieved, sl_err *err)
@@ -172,5 +175,76 @@ int sl_emulator_lora_remap(sl_lora **out, const sl_lora *src, const int *map, in
     }
     free(to);
     *out = l;
+    return 0;
+}
+
+int sl_emulator_adapter_save(const sl_lora *emu_lora, const sl_emumeta *meta, const char *dir,
+                             const char *base_model, sl_err *err)
+{
+    sl_lora *full = NULL;
+    int rc = sl_emulator_lora_remap(&full, emu_lora, meta->layer_map, meta->nblocks, 1,
+                                    meta->full_layers, err);
+    if (rc)
+        return rc;
+    rc = sl_adapter_save(full, dir, base_model, meta->base_sha256, err);
+    sl_lora_free(full);
+    return rc;
+}
+
+int sl_emulator_adapter_load(sl_lora **out, const sl_gpt2 *emu, const sl_emumeta *meta,
+                             const char *dir, sl_peft_config *cfg_out, sl_err *err)
+{
+    int rc = sl_emulator_check(meta, emu, NULL, err);
+    if (rc)
+        return rc;
+    /* The adapter loader and sl_lora_create read only the block count and
+     * the widths of the model they are given: a shallow copy of the
+     * emulator with the full model's block count describes the full
+     * model's shapes (every block of a GPT-2 has the same widths). */
+    sl_gpt2 shape = *emu;
+    shape.L = meta->full_layers;
+    sl_lora *full = NULL, *l = NULL;
+    sl_peft_config pc;
+    if ((rc = sl_adapter_load(&full, &shape, dir, &pc, err)))
+        return rc;
+    if (pc.base_digest[0] && strcmp(pc.base_digest, meta->base_sha256)) {
+        sl_lora_free(full);
+        return sl_err_set(err, SL_EINVAL,
+                          "%s: adapter was trained for a base with SHA-256 %.16s..., the "
+                          "emulator was built from %.16s...",
+                          dir, pc.base_digest, meta->base_sha256);
+    }
+    rc = sl_emulator_lora_remap(&l, full, meta->layer_map, meta->nblocks, 0, meta->nblocks, err);
+    sl_lora_free(full);
+    if (rc)
+        return sl_err_prefix(err, "%s", dir);
+    if (cfg_out)
+        *cfg_out = pc;
+    *out = l;
+    return 0;
+}
+
+int sl_emulator_plugin(sl_gpt2 *full, const char *full_digest, const char *dir, sl_lora **used,
+                       int *had_digest, sl_err *err)
+{
+    sl_lora *l = NULL;
+    sl_peft_config pc;
+    int rc = sl_adapter_load(&l, full, dir, &pc, err);
+    if (rc)
+        return rc;
+    if (pc.base_digest[0] && strcmp(pc.base_digest, full_digest)) {
+        sl_lora_free(l);
+        return sl_err_set(err, SL_EINVAL,
+                          "%s: the adapter was trained for a base model with SHA-256 %s, not "
+                          "this model's %s",
+                          dir, pc.base_digest, full_digest);
+    }
+    sl_lora_merge(full, l, 1.0f);
+    if (had_digest)
+        *had_digest = pc.base_digest[0] != 0;
+    if (used)
+        *used = l;
+    else
+        sl_lora_free(l);
     return 0;
 }

@@ -15,6 +15,7 @@
 #include "shared/err.h"
 #include "shared/gpt2.h"
 #include "shared/lora.h"
+#include "shared/peft.h"
 
 /* Default adapter blocks at each end and drop ratio (the paper's 2 + 2,
  * half of the middle dropped). */
@@ -55,5 +56,30 @@ void sl_emulator_adapter_blocks(const sl_emumeta *meta, int *layers, int *n);
  * its order, since map ascends). On failure *out is untouched. */
 int sl_emulator_lora_remap(sl_lora **out, const sl_lora *src, const int *map, int n,
                            int to_full, int dst_L, sl_err *err);
+
+/* Writes an adapter trained on the emulator as a PEFT adapter of the FULL
+ * model: blocks renumbered through meta's layer map (layers_to_transform
+ * = the full model's indices), base digest = meta's base_sha256, so it
+ * plugs into the full model unchanged. */
+int sl_emulator_adapter_save(const sl_lora *emu_lora, const sl_emumeta *meta, const char *dir,
+                             const char *base_model, sl_err *err);
+/* Reads a PEFT adapter of the full model (as sl_emulator_adapter_save
+ * writes it) onto the emulator emu: shapes checked against emu's widths
+ * with meta->full_layers blocks, a recorded base digest must equal meta's,
+ * and every adapted block must be one the emulator keeps. cfg_out may be
+ * NULL. On failure *out is untouched. */
+int sl_emulator_adapter_load(sl_lora **out, const sl_gpt2 *emu, const sl_emumeta *meta,
+                             const char *dir, sl_peft_config *cfg_out, sl_err *err);
+
+/* Plug-in: loads the PEFT adapter in dir onto the full model (shapes and
+ * block indices checked against it, naming the tensor or block), refuses
+ * it when its recorded base digest differs from full_digest (hex; an
+ * adapter without a digest is accepted), and merges it into full's
+ * weights (W += scale (B A)^T on each adapted module). *used (may be
+ * NULL) receives the adapter, so the caller can unmerge it or save it;
+ * *had_digest (may be NULL) says whether the adapter recorded a digest.
+ * On failure full is unchanged. */
+int sl_emulator_plugin(sl_gpt2 *full, const char *full_digest, const char *dir, sl_lora **used,
+                       int *had_digest, sl_err *err);
 
 #endif

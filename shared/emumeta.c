@@ -331,8 +331,11 @@ static int parse_obj(json_t *o, const char *what, sl_emumeta *m, sl_err *err)
         if (!found)
             return sl_err_set(err, SL_EFORMAT, "%s: 'files' does not list %s", what, needed[i]);
     }
-    if ((rc = sl_emumeta_validate(m, err)))
-        return sl_err_prefix(err, "%s: ", what), SL_EFORMAT;
+    if ((rc = sl_emumeta_validate(m, err))) {
+        if (err)
+            err->code = SL_EFORMAT;
+        return sl_err_prefix(err, "%s", what), SL_EFORMAT;
+    }
     return 0;
 }
 

@@ -11,6 +11,8 @@
 
 #include "shared/emulator.h"
 #include "shared/hfconfig.h"
+#include "shared/train.h"
+#include <float.h>
 #include "tests/fixtures.h"
 
 static sl_gpt2 *tiny(int layers, uint64_t seed)
@@ -201,6 +203,130 @@ START_TEST(test_lora_remap)
 }
 END_TEST
 
+static void meta_for(sl_emumeta *meta, const int *map, int n, int L)
+{
+    memset(meta, 0, sizeof *meta);
+    memset(meta->base_sha256, 'e', 64);
+    meta->full_layers = L;
+    meta->nblocks = n;
+    memcpy(meta->layer_map, map, sizeof(int) * (size_t)n);
+    meta->bottom = meta->top = 2;
+    strcpy(meta->drop_mode, "uniform");
+    meta->drop_ratio = 0.5;
+}
+
+/* A LoRA trained on the emulator (a few AdamW steps on random tokens),
+ * saved with full-model indices and plugged into the full model, changes
+ * exactly the adapted modules of the adapter blocks; unmerging restores
+ * them within float rounding. */
+START_TEST(test_plugin_blocks)
+{
+    sl_gpt2 *full = tiny(8, 21), *emu = NULL, *orig = tiny(8, 21);
+    int map[8], n;
+    sl_err err = {0};
+    ck_assert_int_eq(sl_emulator_plan(8, 2, 2, 0.5, NULL, 0, map, &n, NULL, &err), 0);
+    ck_assert_int_eq(sl_emulator_build(&emu, full, map, n, &err), 0);
+    sl_emumeta meta;
+    meta_for(&meta, map, n, 8);
+    int ad[8], na;
+    sl_emulator_adapter_blocks(&meta, ad, &na);
+    sl_lora *le = NULL;
+    unsigned targets = SL_LORA_C_ATTN | SL_LORA_MLP_FC;
+    ck_assert_int_eq(sl_lora_create(&le, emu, 2, 4.0f, targets, ad, na, 5, &err), 0);
+    sl_train_cfg cfg;
+    sl_train_cfg_init(&cfg);
+    cfg.B = 2;
+    cfg.T = 8;
+    cfg.steps = 5;
+    cfg.warmup = 0;
+    cfg.lr = 1e-2f;
+    sl_trainer *tr = NULL;
+    ck_assert_msg(sl_trainer_create(&tr, emu, le, NULL, &cfg, &err) == 0, "%s", err.msg);
+    int32_t in[16], tg[16];
+    sl_test_rng r = {77};
+    for (int s = 0; s < 5; s++) {
+        for (int i = 0; i < 16; i++) {
+            in[i] = (int32_t)(sl_test_rand(&r) % 37);
+            tg[i] = (int32_t)(sl_test_rand(&r) % 37);
+        }
+        sl_train_stats st;
+        ck_assert_msg(sl_trainer_step_batch(tr, in, tg, &st, &err) == 0, "%s", err.msg);
+    }
+    sl_trainer_free(tr);
+    const char *dir = sl_test_tmpdir();
+    ck_assert_msg(sl_emulator_adapter_save(le, &meta, dir, "emu", &err) == 0, "%s", err.msg);
+    /* the saved adapter reads back onto the emulator unchanged */
+    sl_lora *back = NULL;
+    ck_assert_msg(sl_emulator_adapter_load(&back, emu, &meta, dir, NULL, &err) == 0, "%s",
+                  err.msg);
+    ck_assert_mem_eq(back->params, le->params, sizeof(float) * le->nparams);
+    sl_lora_free(back);
+    char digest[65];
+    memset(digest, 'e', 64);
+    digest[64] = 0;
+    sl_lora *used = NULL;
+    int had = 0;
+    ck_assert_msg(sl_emulator_plugin(full, digest, dir, &used, &had, &err) == 0, "%s", err.msg);
+    ck_assert_int_eq(had, 1);
+    int changed_tensors = 0;
+    for (int i = 0; i < full->ntensors; i++) {
+        sl_gpt2_tensor a, b;
+        sl_gpt2_tensor_info(full, i, &a);
+        sl_gpt2_tensor_info(orig, i, &b);
+        int adapted = a.layer >= 0 && (a.layer <= 1 || a.layer >= 6) &&
+                      (a.kind == SL_T_ATTN_W || a.kind == SL_T_FC_W);
+        size_t diff = 0;
+        for (size_t j = 0; j < a.numel; j++)
+            diff += a.data[j] != b.data[j];
+        if (adapted) {
+            ck_assert_msg(diff > a.numel / 2, "%s: only %zu of %zu changed", a.name, diff,
+                          a.numel);
+            changed_tensors++;
+        } else {
+            ck_assert_msg(diff == 0, "%s changed (%zu values)", a.name, diff);
+        }
+    }
+    ck_assert_int_eq(changed_tensors, 8);
+    /* Unmerge: W1 = fl(W0 + d), W2 = fl(W1 - d) with d the same rank-2
+     * product (re-computed by the same sgemm, accumulated in float): each
+     * step rounds once, plus the product's own rounding in each, so
+     * |W2 - W0| stays within a few ulp of |W0| + |W1|; 8 eps covers it
+     * with margin and is far below the update itself. */
+    float *merged = malloc(sizeof(float) * full->nparams);
+    memcpy(merged, full->params, sizeof(float) * full->nparams);
+    sl_lora_merge(full, used, -1.0f);
+    for (int i = 0; i < full->ntensors; i++) {
+        sl_gpt2_tensor a, b;
+        sl_gpt2_tensor_info(full, i, &a);
+        sl_gpt2_tensor_info(orig, i, &b);
+        for (size_t j = 0; j < a.numel; j++) {
+            float w1 = merged[(size_t)(a.data - full->params) + j];
+            float tol = 8 * FLT_EPSILON * (fabsf(b.data[j]) + fabsf(w1)) + 1e-12f;
+            ck_assert_msg(fabsf(a.data[j] - b.data[j]) <= tol, "%s[%zu]: %g vs %g", a.name, j,
+                          (double)a.data[j], (double)b.data[j]);
+        }
+    }
+    free(merged);
+    /* another base model's digest is refused, and the model stays as it is */
+    memset(digest, 'f', 64);
+    sl_lora *none = NULL;
+    float w0 = full->layers[0].attn_w[0];
+    ck_assert_int_eq(sl_emulator_plugin(full, digest, dir, &none, NULL, &err), SL_EINVAL);
+    ck_assert_msg(strstr(err.msg, "SHA-256"), "%s", err.msg);
+    ck_assert_ptr_null(none);
+    ck_assert(full->layers[0].attn_w[0] == w0);
+    /* an adapter for another emulator's base is refused when loaded onto it */
+    sl_emumeta other = meta;
+    memset(other.base_sha256, 'd', 64);
+    ck_assert_int_eq(sl_emulator_adapter_load(&none, emu, &other, dir, NULL, &err), SL_EINVAL);
+    sl_lora_free(used);
+    sl_lora_free(le);
+    sl_gpt2_free(emu);
+    sl_gpt2_free(orig);
+    sl_gpt2_free(full);
+}
+END_TEST
+
 START_TEST(test_limits)
 {
     int map[256], n;
@@ -248,6 +374,7 @@ Suite *emulator_suite(void)
     tcase_add_test(core, test_drop_zero_exact);
     tcase_add_test(core, test_drop_equals_identity_blocks);
     tcase_add_test(core, test_lora_remap);
+    tcase_add_test(core, test_plugin_blocks);
     suite_add_tcase(s, core);
     TCase *lim = tcase_create("limits");
     tcase_add_test(lim, test_limits);

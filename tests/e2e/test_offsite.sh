@@ -1,0 +1,51 @@
+# Offsite tuning end to end on a tiny model: emulate, train --emulator (LoRA
+# on the adapter blocks only; the adapter names the full model's blocks and
+# digest), plugin (merged model loads; the adapter is kept beside it; another
+# base, missing blocks and other shapes are refused by name).
+. "$(dirname "$0")/lib.sh"
+root=$(cd "$(dirname "$0")/../.." && pwd)
+cat "$root"/README.md "$root"/docs/*.md "$root"/shared/*.h > "$T/corpus.txt"
+expect_status 0 "$S/sealora-server" train-tokenizer --vocab-size 300 --out "$T/tok" "$T/corpus.txt"
+mk() { # name layers embd seed
+  expect_status 0 "$S/sealora-server" init-model --out "$T/$1" --layers "$2" --heads 2 --embd "$3" \
+    --context 64 --vocab 300 --seed "$4"
+  cp "$T"/tok/* "$T/$1/"
+}
+mk full 6 32 3; mk other 6 32 4; mk small 4 32 3; mk narrow 6 16 3
+expect_status 0 "$S/sealora-server" provision --out "$T/prov" --server 127.0.0.1:7 --sites a
+K="$T/prov/server/server.key"
+expect_status 0 "$S/sealora-server" emulate --model "$T/full" --out "$T/pkg" --key "$K" --quiet
+expect_status 0 "$S/sealora-client" train --emulator "$T/pkg" --text "$T/corpus.txt" --out "$T/lora" \
+  --steps 6 --batch 2 --context 32 --targets all --quiet
+python3 - "$T/lora/adapter_config.json" "$T/full/model.safetensors" <<'PY'
+import json, sys, hashlib
+c = json.load(open(sys.argv[1]))
+assert c["layers_to_transform"] == [0, 1, 4, 5], c["layers_to_transform"]
+want = hashlib.sha256(open(sys.argv[2], "rb").read()).hexdigest()
+assert c["sealora_base_sha256"] == want, (c["sealora_base_sha256"], want)
+PY
+# --emulator excludes --model, --full and --layers
+expect_status 2 "$S/sealora-client" train --emulator "$T/pkg" --model "$T/full" --text x --out y
+expect_status 2 "$S/sealora-client" train --emulator "$T/pkg" --full --text x --out y
+expect_status 2 "$S/sealora-client" train --emulator "$T/pkg" --layers 0 --text x --out y
+# the adapter continues on the emulator and on the full model alike
+expect_status 0 "$S/sealora-client" train --emulator "$T/pkg" --adapter "$T/lora" --text "$T/corpus.txt" \
+  --out "$T/lora2" --steps 2 --batch 2 --context 32 --quiet
+expect_status 0 "$S/sealora-server" plugin --model "$T/full" --adapter "$T/lora" --out "$T/merged"
+expect_grep "into blocks 0 1 4 5" "$T/err"
+expect_status 0 "$S/sealora-server" inspect --model "$T/merged"
+expect_grep "6 layers" "$T/out"
+[ -s "$T/merged/adapter/adapter_model.safetensors" ] || fail "no adapter beside the merged model"
+[ -s "$T/merged/tokenizer.json" ] || fail "no tokenizer in the merged model"
+cmp -s "$T/merged/adapter/adapter_model.safetensors" "$T/lora/adapter_model.safetensors" \
+  || fail "the adapter kept beside the model differs from the one merged"
+expect_status 1 "$S/sealora-server" plugin --model "$T/full" --adapter "$T/lora" --out "$T/merged"
+expect_grep "already holds a model" "$T/err"
+expect_status 1 "$S/sealora-server" plugin --model "$T/other" --adapter "$T/lora" --out "$T/m2"
+expect_grep "trained for a base model with SHA-256" "$T/err"
+expect_status 1 "$S/sealora-server" plugin --model "$T/small" --adapter "$T/lora" --out "$T/m3"
+expect_grep "names block 4 but the model has 4 blocks" "$T/err"
+expect_status 1 "$S/sealora-server" plugin --model "$T/narrow" --adapter "$T/lora" --out "$T/m4"
+expect_grep "has shape \[8, 32\], the model needs \[8, 16\]" "$T/err"
+expect_status 2 "$S/sealora-server" plugin --model "$T/full"
+echo ok
