@@ -6,6 +6,7 @@
 #include <getopt.h>
 #include <jansson.h>
 #include <limits.h>
+#include <signal.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,22 +14,32 @@
 
 #include "crypto/emupkg.h"
 #include "crypto/identity.h"
+#include "server/distill.h"
 #include "shared/cli.h"
 #include "shared/cmd_train.h"
 #include "shared/emulator.h"
 #include "shared/fsutil.h"
 #include "shared/modeldir.h"
 
+static volatile sig_atomic_t g_stop;
+static void on_signal(int sig) { g_stop = sig; }
+
 static const char *const g_tok_files[] = {"tokenizer.json", "vocab.json", "merges.txt"};
 
 static const char emulate_usage[] =
     "usage: %s emulate --model DIR --out PKG --key KEYFILE\n"
-    "                  [--bottom N] [--top N] [--drop RATIO | --keep LIST] [--quiet]\n\n"
+    "                  [--bottom N] [--top N] [--drop RATIO | --keep LIST]\n"
+    "                  [--distill TEXT --steps N [--batch N] [--seq N] [--lr X]\n"
+    "                   [--kl W] [--seed N] [--work DIR] [--resume]] [--quiet]\n\n"
     "Builds an emulator of the full model in DIR for offsite tuning: the first\n"
     "--bottom and last --top blocks (the adapter, default 2 and 2) are kept as they\n"
     "are, the middle is thinned by uniform layer drop (--drop, default 0.5: keep\n"
     "evenly spaced middle blocks, the first and last included) or to the middle\n"
-    "blocks in --keep (full-model indices, e.g. 3,5).\n"
+    "blocks in --keep (full-model indices, e.g. 3,5). With --distill the kept middle\n"
+    "blocks are trained on TEXT to reproduce the full middle's output hidden state\n"
+    "(MSE, plus --kl W times the KL divergence of the logits), everything else\n"
+    "frozen; checkpoints go to --work (default PKG.work); Ctrl-C saves one and\n"
+    "--resume continues (exit status 130 when interrupted).\n"
     "PKG (new or empty) receives config.json, model.safetensors, the tokenizer\n"
     "files, manifest.json and manifest.sig, the manifest signed with the server's\n"
     "Ed25519 key KEYFILE (server/server.key from `provision`).\n";
@@ -65,21 +76,30 @@ static int check_out_empty(const char *dir, sl_err *err)
 
 int sl_cmd_emulate(int argc, char **argv)
 {
-    enum { O_BOTTOM = 256, O_TOP, O_DROP, O_KEEP, O_QUIET };
+    enum { O_BOTTOM = 256, O_TOP, O_DROP, O_KEEP, O_DISTILL, O_STEPS, O_BATCH, O_SEQ, O_LR,
+           O_KL, O_SEED, O_WORK, O_RESUME, O_QUIET };
     static const struct option opts[] = {
         {"model", required_argument, NULL, 'm'},   {"out", required_argument, NULL, 'o'},
         {"key", required_argument, NULL, 'k'},     {"bottom", required_argument, NULL, O_BOTTOM},
         {"top", required_argument, NULL, O_TOP},   {"drop", required_argument, NULL, O_DROP},
-        {"keep", required_argument, NULL, O_KEEP}, 
+        {"keep", required_argument, NULL, O_KEEP}, {"distill", required_argument, NULL, O_DISTILL},
+        {"steps", required_argument, NULL, O_STEPS}, {"batch", required_argument, NULL, O_BATCH},
+        {"seq", required_argument, NULL, O_SEQ},   {"lr", required_argument, NULL, O_LR},
+        {"kl", required_argument, NULL, O_KL},     {"seed", required_argument, NULL, O_SEED},
+        {"work", required_argument, NULL, O_WORK}, {"resume", no_argument, NULL, O_RESUME},
         {"quiet", no_argument, NULL, O_QUIET},     {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
-    const char *model = NULL, *out = NULL, *key = NULL, *keep_s = NULL;
+    const char *model = NULL, *out = NULL, *key = NULL, *keep_s = NULL, *work = NULL;
     int bottom = SL_EMULATOR_DEFAULT_ADAPTER, top = SL_EMULATOR_DEFAULT_ADAPTER, quiet = 0,
         drop_set = 0, c;
     float drop = (float)SL_EMULATOR_DEFAULT_DROP;
+    sl_distill_cfg dc;
+    sl_distill_cfg_init(&dc);
+    int distill_opts = 0;
     optind = 1;
     while ((c = getopt_long(argc, argv, "m:o:k:h", opts, NULL)) != -1) {
         int bad = 0;
+        long v;
         switch (c) {
         case 'm': model = optarg; break;
         case 'o': out = optarg; break;
@@ -88,6 +108,19 @@ int sl_cmd_emulate(int argc, char **argv)
         case O_TOP: bad = sl_cli_int("emulate", "top", optarg, 0, 256, &top); break;
         case O_DROP: bad = sl_cli_float("emulate", "drop", optarg, 0, 0.99, &drop); drop_set = 1; break;
         case O_KEEP: keep_s = optarg; break;
+        case O_DISTILL: dc.text = optarg; break;
+        case O_STEPS: bad = sl_cli_long("emulate", "steps", optarg, 1, 100000000L, &dc.steps); distill_opts++; break;
+        case O_BATCH: bad = sl_cli_int("emulate", "batch", optarg, 1, 4096, &dc.B); distill_opts++; break;
+        case O_SEQ: bad = sl_cli_int("emulate", "seq", optarg, 1, 65536, &dc.T); distill_opts++; break;
+        case O_LR: bad = sl_cli_float("emulate", "lr", optarg, 1e-8, 1, &dc.lr); distill_opts++; break;
+        case O_KL: bad = sl_cli_float("emulate", "kl", optarg, 0, 1000, &dc.kl_weight); distill_opts++; break;
+        case O_SEED:
+            bad = sl_cli_long("emulate", "seed", optarg, 0, LONG_MAX, &v);
+            dc.seed = (uint64_t)v;
+            distill_opts++;
+            break;
+        case O_WORK: work = optarg; distill_opts++; break;
+        case O_RESUME: dc.resume = 1; distill_opts++; break;
         case O_QUIET: quiet = 1; break;
         case 'h': printf(emulate_usage, sl_cli_prog()); return 0;
         default: fprintf(stderr, emulate_usage, sl_cli_prog()); return 2;
@@ -101,6 +134,11 @@ int sl_cmd_emulate(int argc, char **argv)
     }
     if (keep_s && drop_set)
         return sl_cli_fail(NULL, "emulate: --drop and --keep exclude each other"), 2;
+    if (!dc.text && distill_opts)
+        return sl_cli_fail(NULL, "emulate: --steps, --batch, --seq, --lr, --kl, --seed, --work "
+                                 "and --resume need --distill TEXT"), 2;
+    dc.quiet = quiet;
+
     sl_err err = {0};
     int keep[SL_EMUMETA_MAX_LAYERS], nkeep = 0;
     if (keep_s && sl_train_parse_layers(keep_s, SL_EMUMETA_MAX_LAYERS, keep, &nkeep, &err))
@@ -112,7 +150,7 @@ int sl_cmd_emulate(int argc, char **argv)
     sl_gpt2 *full = NULL, *emu = NULL;
     sl_emumeta *meta = calloc(1, sizeof *meta);
     uint8_t *sk = sodium_malloc(SL_IDENTITY_SK_BYTES);
-    char path[PATH_MAX], dst[PATH_MAX];
+    char path[PATH_MAX], dst[PATH_MAX], workbuf[PATH_MAX];
     if (!meta || !sk) {
         sl_err_set(&err, SL_ENOMEM, "out of memory");
         goto fail;
@@ -143,6 +181,32 @@ int sl_cmd_emulate(int argc, char **argv)
                     sl_emumeta_is_adapter(meta, i) ? "a" : "");
         fprintf(stderr, "; a = adapter block), middle drop %.3f; %zu of %zu parameters\n",
                 achieved, emu->nparams, full->nparams);
+    }
+    if (dc.text) {
+        if (!work) {
+            if (snprintf(workbuf, sizeof workbuf, "%s.work", out) >= (int)sizeof workbuf) {
+                sl_err_set(&err, SL_ELIMIT, "--out path too long");
+                goto fail;
+            }
+            work = workbuf;
+        }
+        dc.work = work;
+        struct sigaction sa = {0}, old_int, old_term;
+        sa.sa_handler = on_signal;
+        sigaction(SIGINT, &sa, &old_int);
+        sigaction(SIGTERM, &sa, &old_term);
+        g_stop = 0;
+        dc.stop = &g_stop;
+        int drc = sl_distill_run(full, emu, meta, model, &dc, &meta->distill, &err);
+        sigaction(SIGINT, &old_int, NULL);
+        sigaction(SIGTERM, &old_term, NULL);
+        if (drc == SL_EABORT) {
+            fprintf(stderr, "emulate: %s\n", err.msg);
+            rc = 130;
+            goto out;
+        }
+        if (drc)
+            goto fail;
     }
     if (sl_modeldir_save(emu, out, dtype, &err))
         goto fail;

@@ -189,6 +189,7 @@ struct sl_gpt2_ctx {
     int B, T;               /* planned maximum */
     int curB, curT;         /* of the last forward */
     int have_grad;          /* last forward prepared backward */
+    int fwd_blocks;         /* blocks the last forward ran (L for a whole one), -1 none */
     int lowest;             /* lowest block that needs gradients flowing in */
     int embed_train;        /* wte or wpe trainable */
     uint8_t *trainable;     /* [ntensors] */
@@ -289,6 +290,7 @@ int sl_gpt2_ctx_create(sl_gpt2_ctx **out, sl_gpt2 *m, sl_lora *lora, const uint8
     c->lora = lora;
     c->B = B;
     c->T = T;
+    c->fwd_blocks = -1;
     c->acts = calloc((size_t)m->L, sizeof *c->acts);
     c->trainable = calloc((size_t)m->ntensors, 1);
     c->grads = calloc((size_t)m->ntensors, sizeof *c->grads);
@@ -387,17 +389,19 @@ static void linear_bwd(sl_gpt2_ctx *c, int l, int target, int wkind, float *dinp
     }
 }
 
-float sl_gpt2_forward(sl_gpt2_ctx *c, const int32_t *inputs, const int32_t *targets, int B,
-                      int T, int want_grad)
+/* Embeddings and blocks [0, nblocks); the hidden state after them, or NULL
+ * (nothing computed) for bad input. */
+static const float *run_blocks(sl_gpt2_ctx *c, const int32_t *inputs, int B, int T, int nblocks)
 {
     sl_gpt2 *m = c->m;
     c->have_grad = 0;
-    if (B < 1 || T < 1 || B > c->B || T > c->T || (want_grad && !targets))
-        return NAN;
+    c->fwd_blocks = -1;
+    if (B < 1 || T < 1 || B > c->B || T > c->T || nblocks < 0 || nblocks > m->L)
+        return NULL;
     int N = B * T, C = m->C, F = m->F;
     for (int n = 0; n < N; n++)
         if (inputs[n] < 0 || inputs[n] >= m->V)
-            return NAN;
+            return NULL;
     c->curB = B;
     c->curT = T;
     memcpy(c->inputs, inputs, sizeof(int32_t) * (size_t)N);
@@ -411,7 +415,7 @@ float sl_gpt2_forward(sl_gpt2_ctx *c, const int32_t *inputs, const int32_t *targ
     }
     const float *x = c->encoded;
     float eps = m->cfg.layer_norm_epsilon;
-    for (int l = 0; l < m->L; l++) {
+    for (int l = 0; l < nblocks; l++) {
         sl_gpt2_layer *w = &m->layers[l];
         layer_act *a = &c->acts[l];
         sl_layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, x, w->ln1_w, w->ln1_b, N, C, eps);
@@ -427,7 +431,22 @@ float sl_gpt2_forward(sl_gpt2_ctx *c, const int32_t *inputs, const int32_t *targ
         linear_fwd(c, l, 3, a->res3, a->u[3], a->fch_gelu, w->fcproj_w, w->fcproj_b, N, F, C, 1);
         x = a->res3;
     }
-    sl_layernorm_forward(c->lnf, c->lnf_mean, c->lnf_rstd, x, m->lnf_w, m->lnf_b, N, C, eps);
+    if (nblocks == m->L)
+        sl_layernorm_forward(c->lnf, c->lnf_mean, c->lnf_rstd, x, m->lnf_w, m->lnf_b, N, C, eps);
+    c->fwd_blocks = nblocks;
+    return x;
+}
+
+float sl_gpt2_forward(sl_gpt2_ctx *c, const int32_t *inputs, const int32_t *targets, int B,
+                      int T, int want_grad)
+{
+    sl_gpt2 *m = c->m;
+    c->have_grad = 0;
+    if (want_grad && !targets)
+        return NAN;
+    if (!run_blocks(c, inputs, B, T, m->L))
+        return NAN;
+    int N = B * T, C = m->C;
     if (!targets)
         return NAN;
     int count = 0;
@@ -444,11 +463,10 @@ float sl_gpt2_forward(sl_gpt2_ctx *c, const int32_t *inputs, const int32_t *targ
     return count ? (float)(sum / count) : NAN;
 }
 
-void sl_gpt2_backward(sl_gpt2_ctx *c)
+/* Backward of the last forward from dfinal (d final LayerNorm output, or
+ * NULL) and dh (d hidden after nblocks blocks, or NULL). */
+static void backward_core(sl_gpt2_ctx *c, int nblocks, const float *dh, const float *dfinal)
 {
-    if (!c->have_grad)
-        return;
-    c->have_grad = 0;
     sl_gpt2 *m = c->m;
     int B = c->curB, T = c->curT, N = B * T, C = m->C, F = m->F, L = m->L;
     size_t NC = (size_t)N * C, NF = (size_t)N * F;
@@ -457,9 +475,18 @@ void sl_gpt2_backward(sl_gpt2_ctx *c)
     const float *xL = L ? c->acts[L - 1].res3 : c->encoded;
 
     memset(c->dres, 0, sizeof(float) * NC);
-    sl_layernorm_backward(c->lowest < L ? c->dres : NULL, g[last], g[last + 1], c->dlnf, xL,
-                          m->lnf_w, c->lnf_mean, c->lnf_rstd, N, C);
-    for (int l = L - 1; l >= c->lowest; l--) {
+    if (dfinal)
+        sl_layernorm_backward(c->lowest < L ? c->dres : NULL, g[last], g[last + 1], dfinal, xL,
+                              m->lnf_w, c->lnf_mean, c->lnf_rstd, N, C);
+    /* Without a gradient at the top, the blocks above nblocks get none. */
+    int top = dfinal ? L : nblocks;
+    if (dh && nblocks == 0)
+        for (size_t i = 0; i < NC; i++)
+            c->dres[i] += dh[i];
+    for (int l = top - 1; l >= c->lowest; l--) {
+        if (dh && l == nblocks - 1)
+            for (size_t i = 0; i < NC; i++)
+                c->dres[i] += dh[i];
         sl_gpt2_layer *w = &m->layers[l];
         layer_act *a = &c->acts[l];
         const float *xin = l ? c->acts[l - 1].res3 : c->encoded;
@@ -492,7 +519,7 @@ void sl_gpt2_backward(sl_gpt2_ctx *c)
                                   g[tidx(l, SL_T_LN1_B)], c->dc1, xin, w->ln1_w, a->ln1_mean,
                                   a->ln1_rstd, N, C);
     }
-    if (c->embed_train && c->lowest == 0) {
+    if (c->embed_train && c->lowest == 0 && (dfinal || dh)) {
         /* dres is d encoded; scatter into the embeddings in token order
          * (sequential: repeated ids make a parallel scatter racy). */
         float *gte = g[SL_GPT2_WTE], *gpe = g[SL_GPT2_WPE];
@@ -510,6 +537,49 @@ void sl_gpt2_backward(sl_gpt2_ctx *c)
             }
         }
     }
+}
+
+void sl_gpt2_backward(sl_gpt2_ctx *c)
+{
+    if (!c->have_grad)
+        return;
+    c->have_grad = 0;
+    backward_core(c, c->m->L, NULL, c->dlnf);
+}
+
+const float *sl_gpt2_forward_hidden(sl_gpt2_ctx *c, const int32_t *inputs, int B, int T,
+                                    int nblocks)
+{
+    return run_blocks(c, inputs, B, T, nblocks);
+}
+
+const float *sl_gpt2_hidden(const sl_gpt2_ctx *c, int nblocks)
+{
+    if (nblocks < 0 || nblocks > c->fwd_blocks)
+        return NULL;
+    return nblocks ? c->acts[nblocks - 1].res3 : c->encoded;
+}
+
+const float *sl_gpt2_final(const sl_gpt2_ctx *c)
+{
+    return c->fwd_blocks == c->m->L ? c->lnf : NULL;
+}
+
+int sl_gpt2_backward_hidden(sl_gpt2_ctx *c, int nblocks, const float *dh, const float *dfinal,
+                            sl_err *err)
+{
+    if (c->fwd_blocks < 0 || nblocks < 0 || nblocks > c->fwd_blocks)
+        return sl_err_set(err, SL_ESTATE,
+                          "backward from block output %d: the last forward ran %d blocks",
+                          nblocks, c->fwd_blocks);
+    if (dfinal && c->fwd_blocks != c->m->L)
+        return sl_err_set(err, SL_ESTATE,
+                          "backward from the final LayerNorm: the last forward stopped after "
+                          "block %d of %d",
+                          c->fwd_blocks, c->m->L);
+    c->have_grad = 0;
+    backward_core(c, nblocks, dh, dfinal);
+    return 0;
 }
 
 void sl_gpt2_logits_at(sl_gpt2_ctx *c, int b, int t, float *logits)

@@ -107,6 +107,32 @@ void sl_gpt2_zero_grad(sl_gpt2_ctx *c);
 float *sl_gpt2_grad(sl_gpt2_ctx *c, int i);
 /* Gradient of the LoRA parameters (same layout as lora->params), or NULL. */
 float *sl_gpt2_lora_grad(sl_gpt2_ctx *c);
+/* Forward through the embeddings and the first nblocks blocks only
+ * (0 <= nblocks <= L; with nblocks == L the final LayerNorm too, so that
+ * sl_gpt2_final and sl_gpt2_logits_at work). Returns the hidden state (the
+ * residual stream) after those blocks, [B*T, C] with row b*T + t, owned by
+ * the ctx and valid until its next forward; NULL, computing nothing, if an
+ * id is out of range, B x T exceeds the plan or nblocks is out of range.
+ * Used by emulator distillation (Offsite-Tuning): match a block's output. */
+const float *sl_gpt2_forward_hidden(sl_gpt2_ctx *c, const int32_t *inputs, int B, int T,
+                                    int nblocks);
+/* Hidden state after nblocks blocks of the last forward ([B*T, C]; the
+ * embeddings' sum for 0), or NULL if that forward stopped below nblocks. */
+const float *sl_gpt2_hidden(const sl_gpt2_ctx *c, int nblocks);
+/* Output of the final LayerNorm [B*T, C] of the last forward that ran every
+ * block (what the lm_head multiplies by wte^T), else NULL. */
+const float *sl_gpt2_final(const sl_gpt2_ctx *c);
+/* Accumulates, into the trainable tensors' and the LoRA's gradient
+ * buffers, the gradients of a loss of the last sl_gpt2_forward_hidden
+ * given dh = d loss / d (hidden after nblocks blocks) [B*T, C] and dfinal
+ * = d loss / d (final LayerNorm output) [B*T, C]; either may be NULL.
+ * dfinal needs a forward of every block; nblocks may not exceed the
+ * forward's. The lm_head's share of the tied embedding's gradient is not
+ * included (the caller computes the logits and owns that term). Zero the
+ * gradients before, as for sl_gpt2_backward. SL_ESTATE if the last forward
+ * does not fit. */
+int sl_gpt2_backward_hidden(sl_gpt2_ctx *c, int nblocks, const float *dh, const float *dfinal,
+                            sl_err *err);
 /* Per-position NLL of the last forward with targets, [B*T]. */
 const float *sl_gpt2_losses(const sl_gpt2_ctx *c);
 /* Logits [V] at position (b, t) of the last forward. */

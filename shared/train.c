@@ -140,17 +140,10 @@ long sl_trainer_steps_done(const sl_trainer *t) { return t->step; }
 const sl_train_cfg *sl_trainer_cfg(const sl_trainer *t) { return &t->cfg; }
 sl_gpt2_ctx *sl_trainer_ctx(sl_trainer *t) { return t->ctx; }
 
-int sl_trainer_step_batch(sl_trainer *t, const int32_t *inputs, const int32_t *targets,
-                          sl_train_stats *st, sl_err *err)
+/* Clipping, schedule and AdamW after the gradients of a step's loss. */
+static int apply_step(sl_trainer *t, float loss, sl_train_stats *st, sl_err *err)
 {
     const sl_train_cfg *c = &t->cfg;
-    sl_gpt2_zero_grad(t->ctx);
-    float loss = sl_gpt2_forward(t->ctx, inputs, targets, c->B, c->T, 1);
-    if (isnan(loss))
-        return sl_err_set(err, SL_EINVAL,
-                          "trainer: step %ld: token id out of range or no target counted",
-                          t->step + 1);
-    sl_gpt2_backward(t->ctx);
     double norm = c->clip > 0 ? sl_grad_clip(t->segs, t->nsegs, c->clip)
                               : sl_grad_norm(t->segs, t->nsegs);
     if (!isfinite(norm) || !isfinite(loss))
@@ -169,6 +162,37 @@ int sl_trainer_step_batch(sl_trainer *t, const int32_t *inputs, const int32_t *t
         st->grad_norm = norm;
         st->lr = lr;
     }
+    return 0;
+}
+
+int sl_trainer_step_batch(sl_trainer *t, const int32_t *inputs, const int32_t *targets,
+                          sl_train_stats *st, sl_err *err)
+{
+    const sl_train_cfg *c = &t->cfg;
+    sl_gpt2_zero_grad(t->ctx);
+    float loss = sl_gpt2_forward(t->ctx, inputs, targets, c->B, c->T, 1);
+    if (isnan(loss))
+        return sl_err_set(err, SL_EINVAL,
+                          "trainer: step %ld: token id out of range or no target counted",
+                          t->step + 1);
+    sl_gpt2_backward(t->ctx);
+    return apply_step(t, loss, st, err);
+}
+
+int sl_trainer_step_loss(sl_trainer *t, const sl_dataset *ds, sl_train_loss_fn fn, void *user,
+                         sl_train_stats *st, sl_err *err)
+{
+    uint64_t r = t->rng;
+    int rc = sl_dataset_batch(ds, SL_DATASET_TRAIN, &r, t->cfg.B, t->cfg.T, t->x, t->y);
+    if (rc)
+        return sl_err_set(err, rc, "trainer: the training split has fewer than %d tokens",
+                          t->cfg.T + 1);
+    sl_gpt2_zero_grad(t->ctx);
+    float loss = NAN;
+    if ((rc = fn(user, t->ctx, t->x, t->y, t->cfg.B, t->cfg.T, &loss, err)) ||
+        (rc = apply_step(t, loss, st, err)))
+        return rc;
+    t->rng = r;
     return 0;
 }
 

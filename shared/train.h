@@ -63,6 +63,16 @@ int sl_trainer_step(sl_trainer *t, const sl_dataset *ds, sl_train_stats *st, sl_
 /* One step on the caller's batch (B x T inputs and targets, -1 ignored). */
 int sl_trainer_step_batch(sl_trainer *t, const int32_t *inputs, const int32_t *targets,
                           sl_train_stats *st, sl_err *err);
+/* A loss other than next-token NLL (emulator distillation): called with the
+ * trainer's context, gradients already zeroed, and a batch of B x T inputs
+ * (targets as sl_dataset_batch draws them); it runs the forward, accumulates
+ * the gradients (e.g. sl_gpt2_backward_hidden) and stores the loss. */
+typedef int (*sl_train_loss_fn)(void *user, sl_gpt2_ctx *c, const int32_t *inputs,
+                                const int32_t *targets, int B, int T, float *loss, sl_err *err);
+/* One step like sl_trainer_step (batch from ds's training split, clipping,
+ * AdamW, schedule, the state that save/load keep) with fn's loss. */
+int sl_trainer_step_loss(sl_trainer *t, const sl_dataset *ds, sl_train_loss_fn fn, void *user,
+                         sl_train_stats *st, sl_err *err);
 long sl_trainer_steps_done(const sl_trainer *t);
 const sl_train_cfg *sl_trainer_cfg(const sl_trainer *t);
 /* The trainer's context (for evaluation between steps). */

@@ -177,6 +177,115 @@ START_TEST(test_partial_trainable)
 }
 END_TEST
 
+/* Loss on block outputs (emulator distillation): f = sum R1 . h_k + sum R2 .
+ * lnf, with h_k the hidden state after k blocks, so d f / d h_k = R1 and
+ * d f / d lnf = R2. */
+typedef struct { sl_gpt2_ctx *c; int32_t *x; int B, T, k, full; float *r1, *r2; } hid_ctx;
+/* The same step as the NLL checks; observed errors <= 3e-4
+ * (SL_GRADCHECK_VERBOSE=1), a 7x margin under TOL_MODEL. 12 probes: a
+ * stride that divides into c_attn's 3C columns (16 probes: stride 48)
+ * would probe only query column 0, whose gradient is tiny and mostly
+ * rounding noise. */
+#define H_HIDDEN 1e-2f
+static double hidden_loss(void *p)
+{
+    hid_ctx *f = p;
+    const float *h = sl_gpt2_forward_hidden(f->c, f->x, f->B, f->T, f->full ? 4 : f->k);
+    ck_assert_ptr_nonnull(h);
+    size_t n = (size_t)f->B * f->T * 16;
+    double s = 0;
+    if (f->full) {
+        /* the hidden state after k blocks of the same forward */
+        const float *hk = sl_gpt2_forward_hidden(f->c, f->x, f->B, f->T, f->k);
+        for (size_t i = 0; i < n; i++)
+            s += (double)f->r1[i] * hk[i];
+        sl_gpt2_forward_hidden(f->c, f->x, f->B, f->T, 4);
+        const float *lf = sl_gpt2_final(f->c);
+        for (size_t i = 0; i < n; i++)
+            s += (double)f->r2[i] * lf[i];
+        return s;
+    }
+    for (size_t i = 0; i < n; i++)
+        s += (double)f->r1[i] * h[i];
+    return s;
+}
+
+START_TEST(test_hidden_grad)
+{
+    sl_gpt2_config cfg = tiny_cfg();
+    cfg.n_layer = 4;
+    sl_gpt2 *m = NULL;
+    sl_err err = {0};
+    ck_assert_int_eq(sl_gpt2_create(&m, &cfg, &err), 0);
+    sl_gpt2_init_random(m, 41);
+    sl_test_rng r = {41};
+    for (size_t i = 0; i < m->nparams; i++)
+        m->params[i] += 0.3f * sl_test_randf(&r);
+    uint8_t *tr = malloc((size_t)m->ntensors);
+    memset(tr, 1, (size_t)m->ntensors);
+    int B = 2, T = 5, k = 2;
+    size_t n = (size_t)B * T * 16;
+    float *r1 = malloc(sizeof(float) * n), *r2 = malloc(sizeof(float) * n);
+    sl_test_fill(&r, r1, n, 1.0f);
+    sl_test_fill(&r, r2, n, 1.0f);
+    int32_t x[10], y[10];
+    tokens(42, x, y, B * T, m->V);
+    x[7] = x[1];
+    sl_gpt2_ctx *c = NULL;
+    ck_assert_int_eq(sl_gpt2_ctx_create(&c, m, NULL, tr, B, T, &err), 0);
+    for (int full = 0; full <= 1; full++) {
+        /* Gradient at the block output only (forward stopped there), then
+         * at the block output and the final LayerNorm together. */
+        sl_gpt2_zero_grad(c);
+        ck_assert_ptr_nonnull(sl_gpt2_forward_hidden(c, x, B, T, full ? 4 : k));
+        ck_assert_int_eq(sl_gpt2_backward_hidden(c, k, r1, full ? r2 : NULL, &err), 0);
+        hid_ctx f = {c, x, B, T, k, full, r1, r2};
+        for (int i = 0; i < m->ntensors; i++) {
+            sl_gpt2_tensor t;
+            sl_gpt2_tensor_info(m, i, &t);
+            float *g = sl_gpt2_grad(c, i);
+            int above = t.layer >= k || (t.layer < 0 && i > SL_GPT2_WPE);
+            if (!full && above) {
+                /* blocks above k and ln_f do not reach h_k: no gradient */
+                for (size_t j = 0; j < t.numel; j++)
+                    ck_assert_msg(g[j] == 0.0f, "%s gets a gradient", t.name);
+                continue;
+            }
+            /* a sample of kinds keeps the test fast: every path (attention,
+             * MLP, both LayerNorms, embeddings, ln_f) is on it */
+            if (t.layer >= 0 && t.kind != SL_T_ATTN_W && t.kind != SL_T_FCPROJ_W &&
+                t.kind != SL_T_LN1_W && t.kind != SL_T_LN2_B)
+                continue;
+            /* save the gradient: the probes run forwards that reuse buffers */
+            float *gc = malloc(sizeof(float) * t.numel);
+            memcpy(gc, g, sizeof(float) * t.numel);
+            double e = sl_gradcheck(t.data, t.numel, gc, hidden_loss, &f, H_HIDDEN, 12);
+            ck_assert_msg(e < TOL_MODEL, "%s (full %d): relative error %g", t.name, full, e);
+            free(gc);
+        }
+    }
+    /* a gradient above the last forward's blocks is refused */
+    ck_assert_ptr_nonnull(sl_gpt2_forward_hidden(c, x, B, T, 1));
+    ck_assert_ptr_null(sl_gpt2_final(c));
+    ck_assert_int_eq(sl_gpt2_backward_hidden(c, 2, r1, NULL, &err), SL_ESTATE);
+    ck_assert_int_eq(sl_gpt2_backward_hidden(c, 1, r1, r2, &err), SL_ESTATE);
+    ck_assert_ptr_null(sl_gpt2_forward_hidden(c, x, B, T, 5));
+    /* the hidden state of a whole forward is the one sl_gpt2_forward sees:
+     * the same logits */
+    float la[37], lb[37];
+    sl_gpt2_forward(c, x, NULL, B, T, 0);
+    sl_gpt2_logits_at(c, 1, 3, la);
+    sl_gpt2_forward_hidden(c, x, B, T, 4);
+    sl_gpt2_logits_at(c, 1, 3, lb);
+    ck_assert_mem_eq(la, lb, sizeof la);
+    sl_gpt2_ctx_free(c);
+    free(r1);
+    free(r2);
+    free(tr);
+    sl_gpt2_free(m);
+}
+END_TEST
+
 START_TEST(test_merge_equals_unmerged)
 {
     sl_gpt2 *m = tiny_model(41);
@@ -352,6 +461,7 @@ Suite *gpt2_suite(void)
     tcase_add_test(core, test_lora_grad);
     tcase_add_test(core, test_full_grad);
     tcase_add_test(core, test_partial_trainable);
+    tcase_add_test(core, test_hidden_grad);
     tcase_add_test(core, test_merge_equals_unmerged);
     tcase_add_test(core, test_learns_repeating_text);
     tcase_add_test(core, test_deterministic);

@@ -48,4 +48,17 @@ expect_grep "names block 4 but the model has 4 blocks" "$T/err"
 expect_status 1 "$S/sealora-server" plugin --model "$T/narrow" --adapter "$T/lora" --out "$T/m4"
 expect_grep "has shape \[8, 32\], the model needs \[8, 16\]" "$T/err"
 expect_status 2 "$S/sealora-server" plugin --model "$T/full"
+# distillation: progress, the recipe in the signed manifest, usage errors
+expect_status 0 "$S/sealora-server" emulate --model "$T/full" --out "$T/pkgd" --key "$K" \
+  --distill "$T/corpus.txt" --steps 20 --batch 2 --seq 32 --kl 0.1
+expect_grep "distill: held-out hidden-state MSE" "$T/err"
+[ ! -e "$T/pkgd.work" ] || fail "the distillation work folder was left behind"
+expect_status 0 "$S/sealora-server" verify-emulator "$T/pkgd" --cert "$T/prov/server/server.crt"
+expect_grep "distilled: 20 steps" "$T/out"
+grep -q '"kl_weight": 0.1' "$T/pkgd/manifest.json" || fail "no distillation recipe in the manifest"
+expect_status 2 "$S/sealora-server" emulate --model "$T/full" --out "$T/x" --key "$K" --steps 5
+expect_grep "need --distill" "$T/err"
+expect_status 1 "$S/sealora-server" emulate --model "$T/small" --out "$T/x" --key "$K" \
+  --distill "$T/corpus.txt" --steps 2
+expect_grep "no middle block" "$T/err"
 echo ok
