@@ -357,7 +357,13 @@ int sl_distill_run(const sl_gpt2 *full, sl_gpt2 *emu, const sl_emumeta *meta,
     tc.seed = cfg->seed;
     sl_dataset_opts o;
     sl_dataset_opts_init(&o);
-    if ((rc = sl_tokenizer_load(tok_dir, &tok, err)) ||
+    /* The token cache lives in the work folder: the text's own folder may
+     * be read-only or shared. */
+    char cache[PATH_MAX];
+    o.cache = cache;
+    if ((rc = sl_fs_mkdirs(cfg->work, 0755, err)) ||
+        (rc = sl_fs_join(cache, sizeof cache, cfg->work, "text.tokcache", err)) ||
+        (rc = sl_tokenizer_load(tok_dir, &tok, err)) ||
         (rc = sl_dataset_open(cfg->text, tok, &o, &ds, err)))
         goto out;
     if (sl_dataset_tokens(ds, SL_DATASET_TRAIN) < (uint64_t)tc.T + 1) {
@@ -366,8 +372,7 @@ int sl_distill_run(const sl_gpt2 *full, sl_gpt2 *emu, const sl_emumeta *meta,
         goto out;
     }
     if ((rc = sl_trainer_create(&tr, emu, NULL, mask, &tc, err)) ||
-        (rc = dstate_init(&d, full, emu, meta, tc.B, tc.T, cfg->kl_weight, err)) ||
-        (rc = sl_fs_mkdirs(cfg->work, 0755, err)))
+        (rc = dstate_init(&d, full, emu, meta, tc.B, tc.T, cfg->kl_weight, err)))
         goto out;
     double before = NAN, after = NAN;
     int found = 0;
@@ -438,8 +443,12 @@ int sl_distill_run(const sl_gpt2 *full, sl_gpt2 *emu, const sl_emumeta *meta,
     /* Done: the checkpoint has served its purpose. */
     char ck[PATH_MAX];
     if (!(rc = sl_fs_join(ck, sizeof ck, cfg->work, "checkpoint", err)) &&
-        !(rc = sl_fs_remove_flat_dir(ck, err)))
+        !(rc = sl_fs_remove_flat_dir(ck, err))) {
+        sl_dataset_close(ds);
+        ds = NULL;
+        unlink(cache);
         rmdir(cfg->work); /* only if empty; a user's folder keeps its files */
+    }
 out:
     dstate_fini(&d);
     sl_trainer_free(tr);

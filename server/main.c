@@ -7,6 +7,7 @@
 #include "server/cmd_provision.h"
 #include "server/cmd_emulate.h"
 #include "server/cmd_plugin.h"
+#include "server/cmd_offsite_eval.h"
 
 static const sl_cli_cmd cmds[] = {
     {"provision", "create the CA and startup kits; add a site; sign a site's request", sl_cmd_provision},
@@ -17,6 +18,7 @@ static const sl_cli_cmd cmds[] = {
     SL_CMD_SIMULATE_SECAGG_ENTRY
     SL_CMD_EMULATE_ENTRIES
     SL_CMD_PLUGIN_ENTRY
+    SL_CMD_OFFSITE_EVAL_ENTRY
 };
 
 int main(int argc, char **argv)

@@ -61,4 +61,43 @@ expect_grep "need --distill" "$T/err"
 expect_status 1 "$S/sealora-server" emulate --model "$T/small" --out "$T/x" --key "$K" \
   --distill "$T/corpus.txt" --steps 2
 expect_grep "no middle block" "$T/err"
+# the offsite table: with nothing dropped the emulator is the full model, so
+# rows 1 and 2 agree exactly, and so do 3, 4 and 5 (same LoRA init, batches
+# and arithmetic); with a drop the files are written and well formed
+head -c 30000 "$T/corpus.txt" > "$T/held.txt"
+expect_status 0 "$S/sealora-server" offsite-eval --model "$T/full" --train "$T/corpus.txt" \
+  --heldout "$T/held.txt" --out "$T/ev0" --drop 0 --steps 4 --batch 2 --seq 32 --eval-tokens 2000 \
+  --json --quiet
+python3 - "$T/out" <<'PY'
+import json, sys
+t = json.load(open(sys.argv[1]))
+p = [r["perplexity"] for r in t["rows"]]
+assert len(p) == 5 and all(x > 1 for x in p), p
+assert p[0] == p[1], p
+assert p[2] == p[3] == p[4], p
+assert p[2] < p[0], p   # 4 steps on the domain already help
+assert t["emulator_training"]["parameters"] == t["full_training"]["parameters"]
+PY
+expect_status 0 "$S/sealora-server" offsite-eval --model "$T/full" --train "$T/corpus.txt" \
+  --heldout "$T/held.txt" --out "$T/ev" --steps 3 --batch 2 --seq 32 --eval-tokens 2000 \
+  --emulator "$T/pkg" --cert "$T/prov/server/server.crt"
+expect_grep "full model \+ that LoRA plugged in" "$T/out"
+expect_grep "emulator/full" "$T/out"
+python3 - "$T/ev" <<'PY'
+import json, sys, xml.dom.minidom
+d = sys.argv[1]
+t = json.load(open(d + "/offsite.json"))
+assert t["emulator"]["layer_map"] == [0, 1, 2, 4, 5], t["emulator"]
+assert t["lora"]["full_blocks"] == [0, 1, 4, 5]
+assert t["emulator_training"]["parameters"] < t["full_training"]["parameters"]
+svg = xml.dom.minidom.parse(d + "/offsite.svg")
+assert len(svg.getElementsByTagName("rect")) >= 6
+a = json.load(open(d + "/lora-emulator/adapter_config.json"))
+assert a["layers_to_transform"] == [0, 1, 4, 5]
+PY
+expect_status 1 "$S/sealora-server" offsite-eval --model "$T/other" --train "$T/corpus.txt" \
+  --heldout "$T/held.txt" --out "$T/ev2" --emulator "$T/pkg"
+expect_grep "built from a model with SHA-256" "$T/err"
+expect_status 2 "$S/sealora-server" offsite-eval --model "$T/full" --train x --heldout y \
+  --out "$T/ev3" --emulator "$T/pkg" --drop 0.5
 echo ok
