@@ -254,6 +254,10 @@ static int ini_cb(void *user, const char *section, const char *name, const char 
     ini_ctx *x = user;
     int ok = 0, known = 1;
     uint32_t u = 0;
+    /* server.ini's [run] section belongs to the federated runtime's own
+     * loader (server/runcfg), which refuses what it does not know. */
+    if (x->is_server && strcmp(section, "run") == 0)
+        return 1;
     if (x->is_server && strcmp(section, "server") == 0) {
         sl_chan_server_cfg *s = x->s;
         if (!strcmp(name, "listen"))

@@ -8,6 +8,7 @@
 #include "server/cmd_emulate.h"
 #include "server/cmd_plugin.h"
 #include "server/cmd_offsite_eval.h"
+#include "server/cmd_run.h"
 
 static const sl_cli_cmd cmds[] = {
     {"provision", "create the CA and startup kits; add a site; sign a site's request", sl_cmd_provision},
@@ -19,6 +20,7 @@ static const sl_cli_cmd cmds[] = {
     SL_CMD_EMULATE_ENTRIES
     SL_CMD_PLUGIN_ENTRY
     SL_CMD_OFFSITE_EVAL_ENTRY
+    SL_CMD_RUN_ENTRIES
 };
 
 int main(int argc, char **argv)

@@ -175,6 +175,19 @@ enum {
     SL_WIRE_APP_CLOSE_OK = 0xff07,      /* empty */
 };
 
+/* Application types of the federated runtime (payloads: crypto/fedmsg.h).
+ * Sites only ask (REQ); the server answers each request with one reply. */
+enum {
+    SL_WIRE_APP_FED_JOIN = 0x0201,    /* c->s  site certificate */
+    SL_WIRE_APP_FED_JOIN_OK = 0x0202, /* s->c  server certificate, model files */
+    SL_WIRE_APP_FED_POLL = 0x0203,    /* c->s  "what next?" (round the site is in) */
+    SL_WIRE_APP_FED_WAIT = 0x0204,    /* s->c  nothing yet; ask again in ms */
+    SL_WIRE_APP_FED_DONE = 0x0205,    /* s->c  the job is over; reason */
+    SL_WIRE_APP_FED_TASK = 0x0206,    /* s->c  round, kind, body */
+    SL_WIRE_APP_FED_SUBMIT = 0x0207,  /* c->s  round, secure-aggregation message */
+    SL_WIRE_APP_FED_ACK = 0x0208,     /* s->c  empty: submission accepted */
+};
+
 typedef struct sl_wire_app {
     uint16_t type;
     const uint8_t *payload; /* borrowed */
