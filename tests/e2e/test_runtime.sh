@@ -65,7 +65,7 @@ PORT=$(pick_port)
 D=$T/deploy
 expect_status 0 "$S/sealora-server" provision --out "$D" --server 127.0.0.1:$PORT --sites a,b,c
 cp "$D/server/server.ini" "$T/base.ini"
-run_ini() { # run_ini FILE ROUNDS EPSILON
+run_ini() { # run_ini FILE ROUNDS EPSILON NOISE_MULTIPLIER
   { cat "$T/base.ini"; cat <<EOF
 [run]
 model = $T/model
@@ -75,10 +75,10 @@ rounds = $2
 local_steps = 8
 batch = 4
 seq = 32
-lr = 0.03
-lora_targets = c_attn,attn.c_proj
+lr = 0.02
+lora_targets = all
 clip = 3
-noise_multiplier = 0.02
+noise_multiplier = $4
 dropout = 0.3
 epsilon = $3
 wait_sites = 30
@@ -88,12 +88,12 @@ linger = 3
 EOF
   } > "$1"
 }
-run_ini "$D/server/server.ini" 5 1000000
+run_ini "$D/server/server.ini" 5 1000000 0.005
 
 # Usage and configuration errors.
 expect_status 2 "$S/sealora-server" run --config "$D/server/server.ini"
 expect_status 2 "$S/sealora-client" run --kit "$D/sites/a"
-run_ini "$D/server/bad.ini" 5 100; echo "roundz = 3" >> "$D/server/bad.ini"
+run_ini "$D/server/bad.ini" 5 100 1; echo "roundz = 3" >> "$D/server/bad.ini"
 expect_status 1 "$S/sealora-server" run --config "$D/server/bad.ini" --state "$T/x"
 expect_grep "unknown key 'roundz' in section \[run\]" "$T/err"
 
@@ -162,7 +162,7 @@ expect_grep "result +OK" "$T/out"
 [ -f "$D/sites/a/state/receipts/receipt-000005.json" ] || fail "site a has no receipt for round 5"
 
 # ---- budget exhaustion: room for one round only
-run_ini "$D/server/server.ini" 5 1500
+run_ini "$D/server/server.ini" 5 1500 0.02
 rm -rf "$T/dumps"
 start_server "$T/server3.log" --state "$T/state-budget"
 for n in a b c; do start_client $n --state "$T/cstate-$n"; done
