@@ -1,5 +1,6 @@
 #include "client/agent.h"
 
+#include <dirent.h>
 #include <jansson.h>
 #include <math.h>
 #include <signal.h>
@@ -15,6 +16,7 @@
 #include "crypto/auditlog.h"
 #include "crypto/channel.h"
 #include "crypto/dp.h"
+#include "crypto/emupkg.h"
 #include "crypto/fedmsg.h"
 #include "crypto/identity.h"
 #include "crypto/secagg_client.h"
@@ -149,6 +151,34 @@ static int load_model(agent *a, sl_err *err)
     return 0;
 }
 
+/* Removes files of an earlier job from the model cache (a package must
+ * hold exactly its listed files); partial downloads of listed files stay
+ * so that they resume. */
+static int prune_cache(agent *a, sl_err *err)
+{
+    DIR *d = opendir(a->cache);
+    if (!d)
+        return sl_err_errno(err, "%s: open folder", a->cache);
+    struct dirent *e;
+    int rc = 0;
+    while ((e = readdir(d)) && !rc) {
+        if (e->d_name[0] == '.')
+            continue;
+        int keep = 0;
+        for (uint32_t i = 0; i < a->nfiles && !keep; i++) {
+            size_t n = strlen(a->files[i]);
+            keep = !strncmp(e->d_name, a->files[i], n) &&
+                   (!e->d_name[n] || !strcmp(e->d_name + n, ".part") ||
+                    !strcmp(e->d_name + n, ".part.info"));
+        }
+        char p[PMAX];
+        if (!keep && !(rc = sl_fs_join(p, PMAX, a->cache, e->d_name, err)) && unlink(p) != 0)
+            rc = sl_err_errno(err, "%s: remove", p);
+    }
+    closedir(d);
+    return rc;
+}
+
 static int join(agent *a, sl_err *err)
 {
     uint8_t *p;
@@ -188,7 +218,7 @@ static int join(agent *a, sl_err *err)
     if (same)
         return 0;
     /* Download (resumable; BLAKE2b-256 checked against the server's). */
-    if ((rc = sl_fs_mkdirs(a->cache, 0700, err)))
+    if ((rc = sl_fs_mkdirs(a->cache, 0700, err)) || (rc = prune_cache(a, err)))
         return rc;
     for (uint32_t i = 0; i < a->nfiles; i++) {
         char dest[PMAX];
@@ -202,6 +232,25 @@ static int join(agent *a, sl_err *err)
         if (rc)
             return rc;
         say(a, "fetched %s (digest verified) in %.1f s", a->files[i], now_s() - t);
+    }
+    int package = 0;
+    for (uint32_t i = 0; i < a->nfiles; i++)
+        package |= !strcmp(a->files[i], SL_EMUMETA_FILE);
+    if (package) {
+        /* An emulator package: signed by the server's key, every file as
+         * listed, before a single byte of it is used. */
+        sl_emumeta *meta = malloc(sizeof *meta);
+        if (!meta)
+            return sl_err_set(err, SL_ENOMEM, "out of memory");
+        rc = sl_emupkg_verify(a->cache, a->server_pk, NULL, meta, err);
+        if (!rc)
+            say(a, "emulator package verified: %d of the full model's %d blocks, signed by the "
+                "server", meta->nblocks, meta->full_layers);
+        free(meta);
+        if (rc) {
+            sl_err_prefix(err, "emulator package refused");
+            return SL_ECRYPTO;
+        }
     }
     sl_gpt2_free(a->model);
     sl_tokenizer_free(a->tok);

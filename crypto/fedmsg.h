@@ -45,7 +45,7 @@
 #include "shared/wire.h"
 
 #define SL_FEDMSG_VERSION 1
-#define SL_FEDMSG_MAX_FILES 8u
+#define SL_FEDMSG_MAX_FILES 16u
 #define SL_FEDMSG_MAX_LAYERS 256u
 #define SL_FEDMSG_MAX_STEPS 1000000u
 #define SL_FEDMSG_MAX_BATCH 4096u

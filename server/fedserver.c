@@ -26,6 +26,8 @@
 #include "shared/adapter.h"
 #include "shared/cli.h"
 #include "shared/dataset.h"
+#include "shared/emulator.h"
+#include "shared/emumeta.h"
 #include "shared/fsutil.h"
 #include "shared/gpt2.h"
 #include "shared/lora.h"
@@ -69,7 +71,9 @@ typedef struct srv {
     uint32_t nfiles;
     sl_gpt2 *model;
     sl_lora *lora; /* the global adapter */
-    int layers[SL_FEDMSG_MAX_LAYERS], nlayers;
+    int layers[SL_FEDMSG_MAX_LAYERS], nlayers; /* adapter blocks of the full model */
+    int emu_layers[SL_FEDMSG_MAX_LAYERS];      /* the same blocks as the sites' model numbers them */
+    sl_emumeta *meta;                          /* the emulator package's manifest, or NULL */
     sl_tokenizer *tok;
     sl_dataset *eval;
     sl_gpt2_ctx *eval_ctx;
@@ -192,17 +196,43 @@ static void write_status(srv *s)
 
 /* ---- the model the sites tune ----------------------------------------- */
 
-/* Offers the model for chunked download. One function, so the signed
- * emulator package can replace the plain model directory here. */
+/* Offers the model the sites tune for chunked download: the signed
+ * emulator package (every listed file, the manifest and its signature; the
+ * sites verify it against the server's key before use), or, without one,
+ * the full model directory. */
+static int offer(srv *s, const char *dir, const char *name, sl_err *err)
+{
+    char p[PMAX];
+    int rc = sl_fs_join(p, PMAX, dir, name, err);
+    if (rc)
+        return rc;
+    if (s->nfiles == SL_FEDMSG_MAX_FILES)
+        return sl_err_set(err, SL_ELIMIT, "%s: more than %u files to serve", dir,
+                          SL_FEDMSG_MAX_FILES);
+    if ((rc = sl_chan_server_add_file(s->ch, name, p, err)))
+        return rc;
+    snprintf(s->files[s->nfiles++], sizeof s->files[0], "%s", name);
+    return 0;
+}
+
 static int serve_model(srv *s, sl_err *err)
 {
+    int rc;
+    if (s->meta) {
+        for (int i = 0; i < s->meta->nfiles; i++)
+            if ((rc = offer(s, s->rc->emulator, s->meta->files[i].name, err)))
+                return rc;
+        if ((rc = offer(s, s->rc->emulator, SL_EMUMETA_FILE, err)) ||
+            (rc = offer(s, s->rc->emulator, SL_EMUMETA_SIG_FILE, err)))
+            return rc;
+        return 0;
+    }
     static const char *const names[] = {"config.json", "model.safetensors", "tokenizer.json",
                                          "vocab.json", "merges.txt"};
     int have_tok_json = 0;
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         char p[PMAX];
-        int rc = sl_fs_join(p, PMAX, s->rc->model, names[i], err);
-        if (rc)
+        if ((rc = sl_fs_join(p, PMAX, s->rc->model, names[i], err)))
             return rc;
         if (!sl_fs_exists(p)) {
             if (i < 2)
@@ -213,13 +243,44 @@ static int serve_model(srv *s, sl_err *err)
             have_tok_json = 1;
         if (i > 2 && have_tok_json)
             continue;
-        if ((rc = sl_chan_server_add_file(s->ch, names[i], p, err)))
+        if ((rc = offer(s, s->rc->model, names[i], err)))
             return rc;
-        snprintf(s->files[s->nfiles++], sizeof s->files[0], "%s", names[i]);
     }
     if (s->nfiles < 3)
         return sl_err_set(err, SL_ENOTFOUND, "%s: no tokenizer (tokenizer.json or vocab.json + "
                           "merges.txt)", s->rc->model);
+    return 0;
+}
+
+/* The emulator package's manifest, checked against the full model: built
+ * from these very weights, and a layer map that fits both models. */
+static int load_emulator(srv *s, sl_err *err)
+{
+    if (!(s->meta = calloc(1, sizeof *s->meta)))
+        return sl_err_set(err, SL_ENOMEM, "out of memory");
+    int rc = sl_emumeta_read(s->rc->emulator, s->meta, err);
+    if (rc)
+        return rc;
+    char w[PMAX], hex[65];
+    uint8_t d[32];
+    if ((rc = sl_fs_join(w, PMAX, s->rc->model, SL_MODELDIR_WEIGHTS, err)) ||
+        (rc = sl_fs_sha256(w, d, hex, err)))
+        return rc;
+    if (strcmp(hex, s->meta->base_sha256) != 0)
+        return sl_err_set(err, SL_EINVAL, "%s was built from a model with weights %.16s..., "
+                          "not %s (%.16s...)", s->rc->emulator, s->meta->base_sha256, w, hex);
+    sl_gpt2 *emu = NULL;
+    if ((rc = sl_modeldir_load(&emu, s->rc->emulator, err)))
+        return rc;
+    rc = sl_emulator_check(s->meta, emu, s->model, err);
+    sl_gpt2_free(emu);
+    if (rc)
+        return rc;
+    int n = 0;
+    sl_emulator_adapter_blocks(s->meta, s->emu_layers, &n);
+    s->nlayers = n;
+    for (int i = 0; i < n; i++)
+        s->layers[i] = s->meta->layer_map[s->emu_layers[i]];
     return 0;
 }
 
@@ -230,9 +291,16 @@ static int load_model(srv *s, sl_err *err)
         return rc;
     int L = s->model->L, a = (int)s->rc->adapter_blocks;
     s->nlayers = 0;
-    for (int l = 0; l < L; l++)
-        if (l < a || l >= L - a)
-            s->layers[s->nlayers++] = l;
+    if (s->rc->emulator[0]) {
+        if ((rc = load_emulator(s, err)))
+            return rc;
+    } else {
+        for (int l = 0; l < L; l++)
+            if (l < a || l >= L - a) {
+                s->emu_layers[s->nlayers] = l;
+                s->layers[s->nlayers++] = l;
+            }
+    }
     if ((rc = sl_lora_create(&s->lora, s->model, (int)s->rc->lora_rank, (float)s->rc->lora_alpha,
                              s->rc->lora_targets, s->layers, s->nlayers, s->rc->seed, err)))
         return rc;
@@ -442,7 +510,7 @@ static int round_start(srv *s, sl_err *err)
     tr.targets = s->rc->lora_targets;
     tr.nlayers = (uint32_t)s->nlayers;
     for (int i = 0; i < s->nlayers; i++)
-        tr.layers[i] = (uint32_t)s->layers[i];
+        tr.layers[i] = (uint32_t)s->emu_layers[i];
     tr.steps = s->rc->local_steps;
     tr.batch = s->rc->batch;
     tr.seq = s->rc->seq;
@@ -912,10 +980,10 @@ static int open_state(srv *s, sl_err *err)
         if ((rc = sl_auditlog_create(&s->log, s->o->state, s->sk, &ac, err)) ||
             (rc = sl_ckpt_save(s->ck_path, &s->ck, err)))
             return rc;
-        say(s, "start", NULL, "new state in %s: adapter of %u floats on blocks %d..%d and "
-            "%d..%d, budget epsilon %g at delta %g", s->o->state, dim, 0,
-            (int)s->rc->adapter_blocks - 1, s->model->L - (int)s->rc->adapter_blocks,
-            s->model->L - 1, s->rc->epsilon, s->rc->delta);
+        say(s, "start", NULL, "new state in %s: adapter of %u floats on %d blocks (%s), "
+            "budget epsilon %g at delta %g", s->o->state, dim, s->nlayers,
+            s->meta ? "the emulator's adapter blocks" : "first and last of the model",
+            s->rc->epsilon, s->rc->delta);
         return 0;
     }
     if ((rc = sl_ckpt_load(s->ck_path, &s->ck, err)))
@@ -987,15 +1055,38 @@ static int load_identity(srv *s, sl_err *err)
     return sl_identity_trust_load(s->cc.ca, s->cc.crl[0] ? s->cc.crl : NULL, &s->trust, err);
 }
 
+/* The global adapter, on the full model's blocks, in the PEFT layout, and
+ * plugged into the full model (merged weights in the model's own dtype,
+ * with its tokenizer), so either can be loaded by Hugging Face tools. */
 static int export_adapter(srv *s, sl_err *err)
 {
-    char p[PMAX];
+    char p[PMAX], m[PMAX];
     int rc = path_in(s, p, "adapter", err);
     if (!rc)
         rc = sl_adapter_save(s->lora, p, s->rc->model, NULL, err);
     if (!rc)
-        say(s, "export", NULL, "global adapter (round %llu) written to %s (PEFT layout)",
-            (unsigned long long)s->ck.round, p);
+        rc = path_in(s, m, "merged", err);
+    sl_st_dtype dt;
+    if (!rc)
+        rc = sl_modeldir_dtype(s->rc->model, &dt, err);
+    if (rc)
+        return rc;
+    sl_lora_merge(s->model, s->lora, 1.0f);
+    rc = sl_modeldir_save(s->model, m, dt, err);
+    sl_lora_merge(s->model, s->lora, -1.0f);
+    static const char *const tok[] = {"tokenizer.json", "vocab.json", "merges.txt",
+                                       "tokenizer_config.json"};
+    for (size_t i = 0; !rc && i < sizeof tok / sizeof tok[0]; i++) {
+        char from[PMAX], to[PMAX];
+        if ((rc = sl_fs_join(from, PMAX, s->rc->model, tok[i], err)) ||
+            (rc = sl_fs_join(to, PMAX, m, tok[i], err)))
+            break;
+        if (sl_fs_exists(from))
+            rc = sl_fs_copy(from, to, err);
+    }
+    if (!rc)
+        say(s, "export", NULL, "global adapter (round %llu) written to %s (PEFT layout) and "
+            "plugged into the full model in %s", (unsigned long long)s->ck.round, p, m);
     return rc;
 }
 
@@ -1103,6 +1194,7 @@ out:
     sl_lora_free(s.lora);
     sl_gpt2_free(s.model);
     sl_ckpt_fini(&s.ck);
+    free(s.meta);
     free(s.rc);
     return rc;
 }

@@ -138,6 +138,8 @@ static int on_key(void *user, const char *section, const char *name, const char 
     int ok;
     if (!strcmp(name, "model"))
         ok = path(x, c->model, v), x->seen_model = 1;
+    else if (!strcmp(name, "emulator"))
+        ok = v[0] ? path(x, c->emulator, v) : (c->emulator[0] = 0, 1);
     else if (!strcmp(name, "eval_data"))
         ok = v[0] ? path(x, c->eval_data, v) : (c->eval_data[0] = 0, 1);
     else if (!strcmp(name, "eval_tokens"))

@@ -16,7 +16,9 @@
 #define SL_RUNCFG_NAME_MAX 63
 
 typedef struct sl_runcfg {
-    char model[SL_RUNCFG_PATH_MAX];     /* model directory the sites tune (required) */
+    char model[SL_RUNCFG_PATH_MAX];     /* the full model directory (required) */
+    char emulator[SL_RUNCFG_PATH_MAX];  /* signed emulator package of it the sites tune
+                                         * ("" = the sites tune the full model) */
     char eval_data[SL_RUNCFG_PATH_MAX]; /* server's validation text ("" = none) */
     uint32_t eval_tokens;               /* tokens of it evaluated (default 16384) */
     uint32_t nsites;                    /* enrolled sites (required) */

@@ -54,7 +54,7 @@ EOF
 # evaluates on other C sources.
 cat "$root"/README.md "$root"/docs/*.md "$root"/shared/*.[ch] > "$T/corpus.txt"
 expect_status 0 "$S/sealora-server" train-tokenizer --vocab-size 400 --out "$T/tok" "$T/corpus.txt"
-expect_status 0 "$S/sealora-server" init-model --out "$T/model" --layers 4 --heads 2 --embd 32 \
+expect_status 0 "$S/sealora-server" init-model --out "$T/model" --layers 6 --heads 2 --embd 32 \
   --context 64 --vocab 400 --seed 3
 cp "$T/tok/tokenizer.json" "$T/model/"
 mkdir -p "$T/data/a" "$T/data/b" "$T/data/c" "$T/heldout"
@@ -65,10 +65,13 @@ PORT=$(pick_port)
 D=$T/deploy
 expect_status 0 "$S/sealora-server" provision --out "$D" --server 127.0.0.1:$PORT --sites a,b,c
 cp "$D/server/server.ini" "$T/base.ini"
+# The sites tune a signed emulator (5 of the 6 blocks, adapter blocks 0, 1, 4, 5).
+expect_status 0 "$S/sealora-server" emulate --model "$T/model" --out "$T/pkg" --key "$D/server/server.key"
 run_ini() { # run_ini FILE ROUNDS EPSILON NOISE_MULTIPLIER
   { cat "$T/base.ini"; cat <<EOF
 [run]
 model = $T/model
+emulator = ${EMULATOR:-$T/pkg}
 eval_data = $T/heldout
 sites = a,b,c
 rounds = $2
@@ -140,6 +143,8 @@ expect_grep "all 5 rounds done" "$T/server2.log"
 exact_sums "$T/dumps" 4 5
 for n in a b c; do wait "$(eval echo \$CPID_$n)" || fail "site $n exited with an error"; done
 expect_grep "the server ended the job" "$T/client-a.log"
+expect_grep "emulator package verified: 5 of the full model's 6 blocks" "$T/client-a.log"
+[ -s "$T/state/merged/model.safetensors" ] || fail "no merged model"
 
 # Budget: the epsilon after round 5 counts the abandoned round 3 (four
 # rounds charged, three released after it).
@@ -173,6 +178,18 @@ expect_grep "privacy budget: round 2 would bring epsilon to [0-9.e+]+, above the
 expect_status 0 "$S/sealora-audit" verify "$T/state-budget" --cert "$D/server/server.crt"
 expect_grep "budget +1500: held" "$T/out"
 for n in a b c; do wait "$(eval echo \$CPID_$n)" || fail "site $n exited with an error"; done
+
+# ---- a tampered emulator package is refused by the sites
+cp -r "$T/pkg" "$T/pkg-bad"
+size=$(stat -c %s "$T/pkg-bad/model.safetensors")
+printf '\x01' | dd of="$T/pkg-bad/model.safetensors" bs=1 seek=$(( size - 7 )) conv=notrunc 2>/dev/null
+EMULATOR=$T/pkg-bad run_ini "$D/server/server.ini" 5 1500 0.02
+start_server "$T/server5.log" --state "$T/state-tampered"
+expect_status 1 "$S/sealora-client" run --kit "$D/sites/a" --data "$T/data/a" --timeout 10 \
+  --quiet --state "$T/cstate-tampered"
+expect_grep "emulator package refused.*model.safetensors" "$T/err"
+kill "$SPID"; wait "$SPID" || true
+run_ini "$D/server/server.ini" 5 1500 0.02
 
 # ---- a revoked site is refused with a clear message
 expect_status 0 "$S/sealora-server" revoke --out "$D" c
