@@ -207,6 +207,13 @@ run-fuzz: $(FUZZERS)
 	    | grep -E 'stat::number_of_executed_units|stat::new_units_added|ERROR|SUMMARY' ; \
 	  [ $${PIPESTATUS[0]} -eq 0 ] || exit 1; done
 
+# The whole job on the embedded base model (models/demo.sh; < 10 minutes on
+# 2 cores): the demo domain, a deployment, the emulator, a server and three
+# site agents on loopback, the offsite table, the budget and the audit.
+demo: deps
+	$(Q)$(MAKE) --no-print-directory all
+	$(Q)bash models/demo.sh build/demo
+
 # Rebuilds the embedded base model (models/base/) from Debian's free text:
 # about an hour on 2 cores, resumable (models/recipe/README.md).
 base-model: deps

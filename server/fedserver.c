@@ -697,9 +697,10 @@ static int round_finish(srv *s, sl_err *err)
                   (int)(s->sampled - nc), "survivors", (int)st.unmasked, "seconds",
                   now_s() - s->t_round, "epsilon", s->eps, "update_norm", norm, "update_seconds",
                   t_update),
-        "round %llu released: %u sites in, %u dropped, %.1f s, update norm %.4g%s, epsilon "
-        "%.4g of %.4g (delta %g)", (unsigned long long)s->round, nc, s->sampled - nc,
-        now_s() - s->t_round, norm, lossbuf, s->eps, s->rc->epsilon, s->rc->delta);
+        "round %llu released: %u sites in, %u dropped, %u answered unmasking, %.1f s, update "
+        "norm %.4g%s, epsilon %.4g of %.4g (delta %g)", (unsigned long long)s->round, nc,
+        s->sampled - nc, st.unmasked, now_s() - s->t_round, norm, lossbuf, s->eps,
+        s->rc->epsilon, s->rc->delta);
     round_reset(s);
     write_status(s);
 out:
@@ -1061,9 +1062,16 @@ static int load_identity(srv *s, sl_err *err)
 static int export_adapter(srv *s, sl_err *err)
 {
     char p[PMAX], m[PMAX];
+    char w[PMAX], hex[65];
+    uint8_t d[32];
     int rc = path_in(s, p, "adapter", err);
+    /* The base digest lets `plugin` refuse another base model. */
     if (!rc)
-        rc = sl_adapter_save(s->lora, p, s->rc->model, NULL, err);
+        rc = sl_fs_join(w, PMAX, s->rc->model, SL_MODELDIR_WEIGHTS, err);
+    if (!rc)
+        rc = sl_fs_sha256(w, d, hex, err);
+    if (!rc)
+        rc = sl_adapter_save(s->lora, p, s->rc->model, hex, err);
     if (!rc)
         rc = path_in(s, m, "merged", err);
     sl_st_dtype dt;

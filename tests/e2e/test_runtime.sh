@@ -120,7 +120,7 @@ wait_for "round 2: stalling on purpose" "$T/client-c.log" 120
 kill -9 "$CPID_c"
 echo "killed site c after its masked input of round 2"
 wait_for "round 2 released" "$T/server1.log" 60
-expect_grep "round 2 released: 3 sites in, 0 dropped" "$T/server1.log"
+expect_grep "round 2 released: 3 sites in, 0 dropped, 2 answered unmasking" "$T/server1.log"
 exact_sums "$T/dumps" 1 2
 start_client c
 # ---- the server is killed in round 3 once the masked inputs are in
