@@ -56,6 +56,7 @@ typedef struct agent {
     void *x;          /* quantised update, dim_padded words */
     size_t x_bytes;
     int contributed;
+    uint64_t refused_round; /* a round whose instructions this site refused */
 } agent;
 
 static volatile sig_atomic_t g_stop;
@@ -494,7 +495,9 @@ static int step(agent *a, int *done, sl_err *err)
         sl_fed_task t;
         sl_err e = {0};
         if (!(rc = sl_fed_task_decode(r.payload, r.len, &t, err))) {
-            if (t.kind == SL_FED_TASK_TRAIN)
+            if (t.kind == SL_FED_TASK_TRAIN && t.round == a->refused_round)
+                usleep(500000); /* refused already: wait for the next round */
+            else if (t.kind == SL_FED_TASK_TRAIN)
                 rc = on_train(a, t.round, t.body, t.len, &e);
             else if (t.kind == SL_FED_TASK_RECEIPT)
                 rc = on_receipt(a, &t, &e);
@@ -507,6 +510,8 @@ static int step(agent *a, int *done, sl_err *err)
                     /* A refused instruction or a refused submission: logged;
                      * the server goes on without this site. */
                     say(a, "round %llu: %s", (unsigned long long)t.round, e.msg);
+                    if (t.kind == SL_FED_TASK_TRAIN)
+                        a->refused_round = t.round;
                     local_log(a, json_pack("{s:s,s:I,s:s}", "event", "refused", "round",
                                            (json_int_t)t.round, "message", e.msg));
                     rc = 0;
