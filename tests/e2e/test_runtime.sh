@@ -83,6 +83,7 @@ lora_targets = all
 clip = 3
 noise_multiplier = $4
 dropout = 0.3
+optimizer = ${OPTIMIZER:-fedavg}
 epsilon = $3
 wait_sites = 30
 train_timeout = 30
@@ -166,15 +167,17 @@ expect_status 0 "$S/sealora-audit" verify "$T/state" --cert "$D/server/server.cr
 expect_grep "result +OK" "$T/out"
 [ -f "$D/sites/a/state/receipts/receipt-000005.json" ] || fail "site a has no receipt for round 5"
 
-# ---- budget exhaustion: room for one round only
-run_ini "$D/server/server.ini" 5 1500 0.02
+# ---- budget exhaustion: room for one round only (FedAdam, JSON operator lines)
+OPTIMIZER=fedadam run_ini "$D/server/server.ini" 5 1500 0.02
 rm -rf "$T/dumps"
-start_server "$T/server3.log" --state "$T/state-budget"
+start_server "$T/server3.log" --state "$T/state-budget" --json
 for n in a b c; do start_client $n --state "$T/cstate-$n"; done
 for _ in $(seq 300); do kill -0 "$SPID" 2>/dev/null || break; sleep 0.5; done
 wait "$SPID" || fail "the server exited with an error"
 expect_grep "round 1 released" "$T/server3.log"
 expect_grep "privacy budget: round 2 would bring epsilon to [0-9.e+]+, above the budget of 1500" "$T/server3.log"
+expect_grep '^\{.*"event":"budget".*\}$' "$T/server3.log"
+expect_grep '"event":"released".*"sites_in":3' "$T/server3.log"
 expect_status 0 "$S/sealora-audit" verify "$T/state-budget" --cert "$D/server/server.crt"
 expect_grep "budget +1500: held" "$T/out"
 for n in a b c; do wait "$(eval echo \$CPID_$n)" || fail "site $n exited with an error"; done
