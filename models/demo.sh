@@ -14,10 +14,10 @@
 # DEMO_RANK, DEMO_NOISE, DEMO_EPSILON, DEMO_EVAL_FILES, DEMO_PORT.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-out=${1:-$root/build/demo}
+out=$(realpath -m "${1:-$root/build/demo}")
 bin=${SEALORA_BIN:-$root/bin}
-base=${DEMO_BASE:-$root/models/base}
-corpus=${DEMO_CORPUS:-$root/build/corpus}
+base=$(realpath -m "${DEMO_BASE:-$root/models/base}")
+corpus=$(realpath -m "${DEMO_CORPUS:-$root/build/corpus}")
 rounds=${DEMO_ROUNDS:-6}
 steps=${DEMO_STEPS:-12}
 batch=${DEMO_BATCH:-8}
@@ -96,13 +96,17 @@ export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 "$bin/sealora-server" run --config "$run/deploy/server/server.ini" --state "$run/state" \
   2> >(tee "$run/server.log" | grep --line-buffered -v ' channel: ' >&2) &
 spid=$!; pids+=("$spid")
-for _ in $(seq 600); do grep -q "listening on" "$run/server.log" 2>/dev/null && break; sleep 0.1; done
+for _ in $(seq 600); do
+  grep -q "listening on" "$run/server.log" 2>/dev/null && break
+  kill -0 "$spid" 2>/dev/null || { echo "demo: the server did not start (see $run/server.log)" >&2; exit 1; }
+  sleep 0.1
+done
 for s in a b c; do
   "$bin/sealora-client" run --kit "$run/deploy/sites/$s" --data "$corpus/domain/site-$s" --quiet \
     --give-up 600 2> "$run/site-$s.log" &
   pids+=("$!")
 done
-wait "$spid"
+wait "$spid" || { echo "demo: the server failed (see $run/server.log)" >&2; exit 1; }
 for p in "${pids[@]:1}"; do wait "$p" || { echo "demo: a site agent failed; see $run/site-*.log" >&2; exit 1; }; done
 trap - EXIT
 
