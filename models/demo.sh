@@ -8,10 +8,12 @@
 #   4. the server and three site agents, each with its own private shard,
 #      for a few rounds with secure aggregation and distributed DP,
 #   5. the plugged-in model against the base model on held-out kernel docs,
-#      the privacy budget spent and the auditor's verdict.
+#      then `offsite-eval`'s table (the same LoRA tuned centrally on one
+#      site's data, emulator and full model), the privacy budget spent and
+#      the auditor's verdict.
 # Re-runnable: everything but the corpus is made again under OUT/run.
 # Knobs (environment): DEMO_ROUNDS, DEMO_STEPS, DEMO_BATCH, DEMO_SEQ, DEMO_LR,
-# DEMO_RANK, DEMO_NOISE, DEMO_EPSILON, DEMO_EVAL_FILES, DEMO_PORT.
+# DEMO_RANK, DEMO_NOISE, DEMO_EPSILON, DEMO_EVAL_FILES, DEMO_OFFSITE_STEPS, DEMO_PORT.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 out=$(realpath -m "${1:-$root/build/demo}")
@@ -27,6 +29,7 @@ rank=${DEMO_RANK:-8}
 noise=${DEMO_NOISE:-0.005}
 epsilon=${DEMO_EPSILON:-1e6}
 eval_files=${DEMO_EVAL_FILES:-12}
+offsite_steps=${DEMO_OFFSITE_STEPS:-40}
 t0=$(date +%s)
 say() { printf '\n== %s (%ds)\n' "$*" $(( $(date +%s) - t0 )); }
 
@@ -43,8 +46,10 @@ rm -rf "$run"
 mkdir -p "$run"
 # A held-out sample for the evaluation table (the whole held-out set takes minutes per model).
 mkdir -p "$run/heldout"
-find "$corpus/domain/heldout" -type f | sort | head -n "$eval_files" | while read -r f; do
-  cp "$f" "$run/heldout/$(echo "${f#"$corpus"/domain/heldout/}" | tr / _)"
+mapfile -t held < <(find "$corpus/domain/heldout" -type f | sort)
+for f in "${held[@]:0:$eval_files}"; do
+  rel=${f#"$corpus"/domain/heldout/}
+  cp "$f" "$run/heldout/${rel//\//_}"
 done
 
 pick_port() {
@@ -123,6 +128,14 @@ printf '%-46s %10s %10s\n' "emulator alone (what the sites receive)" "$ne" "$pe"
 printf '%-46s %10s %10s\n' "base + federated adapter (plugged in)" "$nm" "$pm"
 python3 -c 'import sys; b,m=map(float,sys.argv[1:]); print("plugged-in model vs base: %+.1f%% perplexity" % (100*(2.718281828**(m-b)-1)))' "$nb" "$nm"
 echo "($tb tokens; adapter in PEFT layout: $run/state/adapter; merged model: $run/state/merged)"
+
+if "$bin/sealora-server" offsite-eval --help > /dev/null 2>&1; then
+  say "offsite table (sealora-server offsite-eval: one site's data tuned centrally, for comparison)"
+  "$bin/sealora-server" offsite-eval --model "$base" --emulator "$run/emulator" \
+    --cert "$run/deploy/server/server.crt" --train "$corpus/domain/site-a" --heldout "$run/heldout" \
+    --out "$run/offsite" --steps "$offsite_steps" --batch "$batch" --seq "$seq" --lora-r "$rank" \
+    --lora-alpha $(( 2 * rank )) --targets c_attn,attn.c_proj --lr "$lr" --eval-tokens 0 --quiet
+fi
 
 say "privacy budget and audit verdict (sealora-audit, from the log and the sites' receipts)"
 "$bin/sealora-audit" report "$run/state" --cert "$run/deploy/server/server.crt" \
