@@ -87,7 +87,7 @@ optimizer = ${OPTIMIZER:-fedavg}
 epsilon = $3
 wait_sites = 30
 train_timeout = 30
-phase_timeout = 4
+phase_timeout = 8
 linger = 3
 EOF
   } > "$1"
@@ -123,11 +123,16 @@ echo "killed site c after its masked input of round 2"
 wait_for "round 2 released" "$T/server1.log" 60
 expect_grep "round 2 released: 3 sites in, 0 dropped, 2 answered unmasking" "$T/server1.log"
 exact_sums "$T/dumps" 1 2
-start_client c
-# ---- the server is killed in round 3 once the masked inputs are in
+# ---- the server is killed in round 3 once the masked inputs are in; site c
+# (back, and stalling after its masked input) holds the round open until then
+start_client c --stall-after-masked 3
 wait_for "round 3: phase unmask" "$T/server1.log" 120
+wait_for "round 3: stalling on purpose" "$T/client-c.log" 60
 kill -9 "$SPID"
 echo "killed the server in round 3"
+grep -q "round 3 released" "$T/server1.log" && fail "round 3 finished before the server was killed"
+kill -9 "$CPID_c"
+start_client c
 [ "$("$S/sealora-server" status --state "$T/state" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["last_completed"])')" = 2 ] \
   || fail "status does not show round 2 as the last completed"
 expect_status 0 "$S/sealora-server" status --state "$T/state"
