@@ -56,6 +56,7 @@ int sl_text_load(const char *model_dir, const char *adapter_dir, sl_gpt2 **m_out
 static const char eval_usage[] =
     "usage: %s eval --model DIR [--adapter DIR] --text PATH [--json]\n"
     "                [--context T] [--batch B] [--cache PATH]\n"
+    "                [--split all|train|val [--val-fraction F]]\n"
     "\n"
     "Mean next-token negative log-likelihood (nats) and perplexity of a model,\n"
     "with a PEFT LoRA adapter merged if given. A single text file is one\n"
@@ -63,7 +64,9 @@ static const char eval_usage[] =
     "context+1 tokens that overlap by one token, so every token after the first\n"
     "is predicted exactly once. A folder or a .jsonl file is read as training\n"
     "reads it (documents joined by <|endoftext|>, tokenised once into a cache);\n"
-    "every token after the first is predicted once.\n"
+    "every token after the first is predicted once. With --split, a file too is\n"
+    "read that way, and val evaluates only the documents `train` holds out for\n"
+    "validation (same --val-fraction, default 0.01), train only the others.\n"
     "  --context T   window length (the model's context)\n"
     "  --batch B     windows per forward pass (8)\n"
     "  --json        print {\"tokens\": N, \"nll\": X, \"ppl\": Y}\n";
@@ -74,12 +77,14 @@ int sl_cmd_eval(int argc, char **argv)
         {"model", required_argument, NULL, 'm'},   {"adapter", required_argument, NULL, 'a'},
         {"text", required_argument, NULL, 't'},    {"json", no_argument, NULL, 'j'},
         {"context", required_argument, NULL, 'c'}, {"batch", required_argument, NULL, 'b'},
-        {"cache", required_argument, NULL, 'C'},   {"help", no_argument, NULL, 'h'},
+        {"cache", required_argument, NULL, 'C'},   {"split", required_argument, NULL, 'S'},
+        {"val-fraction", required_argument, NULL, 'V'}, {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
     const char *model = NULL, *adapter = NULL, *text = NULL, *cache = NULL;
-    int json = 0, T = 0, B = 8, c;
+    int json = 0, T = 0, B = 8, split = -1, c;
+    float valf = 0.01f;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "m:a:t:jc:b:C:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "m:a:t:jc:b:C:S:V:h", opts, NULL)) != -1) {
         int bad = 0;
         switch (c) {
         case 'm': model = optarg; break;
@@ -89,6 +94,17 @@ int sl_cmd_eval(int argc, char **argv)
         case 'c': bad = sl_cli_int("eval", "context", optarg, 1, SL_HFCONFIG_MAX_POSITIONS, &T); break;
         case 'b': bad = sl_cli_int("eval", "batch", optarg, 1, 1024, &B); break;
         case 'C': cache = optarg; break;
+        case 'S':
+            if (!strcmp(optarg, "all"))
+                split = -1;
+            else if (!strcmp(optarg, "train"))
+                split = SL_DATASET_TRAIN;
+            else if (!strcmp(optarg, "val"))
+                split = SL_DATASET_VAL;
+            else
+                bad = 2, sl_cli_fail(NULL, "eval: --split '%s' must be all, train or val", optarg);
+            break;
+        case 'V': bad = sl_cli_float("eval", "val-fraction", optarg, 0, 0.5, &valf); break;
         case 'h': printf(eval_usage, sl_cli_prog()); return 0;
         default: fprintf(stderr, eval_usage, sl_cli_prog()); return 2;
         }
@@ -122,7 +138,7 @@ int sl_cmd_eval(int argc, char **argv)
         goto out;
     struct stat st;
     size_t tl = strlen(text);
-    int single = stat(text, &st) == 0 && S_ISREG(st.st_mode) &&
+    int single = split < 0 && stat(text, &st) == 0 && S_ISREG(st.st_mode) &&
                  !(tl > 6 && strcmp(text + tl - 6, ".jsonl") == 0);
     if (single) {
         if ((rc = sl_fs_read_all(text, EVAL_MAX_FILE, &buf, &n, &err)) ||
@@ -137,11 +153,11 @@ int sl_cmd_eval(int argc, char **argv)
     } else {
         sl_dataset_opts o;
         sl_dataset_opts_init(&o);
-        o.val_per_million = 0;
+        o.val_per_million = split < 0 ? 0 : (uint32_t)lround(valf * 1e6);
         o.cache = cache;
         if ((rc = sl_dataset_open(text, tok, &o, &ds, &err)))
             goto out;
-        rc = sl_eval_split(ctx, B, T, ds, SL_DATASET_TRAIN, 0, &r, &err);
+        rc = sl_eval_split(ctx, B, T, ds, split < 0 ? SL_DATASET_TRAIN : split, 0, &r, &err);
     }
     if (rc)
         goto out;

@@ -5,7 +5,9 @@
 # generation is reproducible by seed; mismatched adapters are refused.
 . "$(dirname "$0")/lib.sh"
 root=$(cd "$(dirname "$0")/../.." && pwd)
-for f in "$root"/README.md "$root"/docs/*.md; do cat "$f"; printf "<|endoftext|>"; done > "$T/text.txt"
+# About 60 KB of the project's docs, a document every 25 lines.
+cat "$root"/README.md "$root"/docs/*.md > "$T/docs.txt"
+head -c 60000 "$T/docs.txt" | awk 'NR % 25 == 0 { printf "<|endoftext|>" } { print }' > "$T/text.txt"
 expect_status 0 "$S/sealora-server" train-tokenizer --vocab-size 400 --out "$T/m" "$T/text.txt"
 expect_status 0 "$S/sealora-server" init-model --out "$T/m" --layers 2 --heads 2 --embd 32 \
   --context 32 --vocab 400 --seed 3
@@ -71,6 +73,15 @@ expect_status 0 "$S/sealora-server" generate --model "$T/straight" --prompt "The
 cmp "$T/out" "$T/g1" || fail "generate is not reproducible by seed"
 expect_grep "^The server" "$T/out"
 expect_status 0 "$S/sealora-server" generate --model "$T/straight" --adapter "$T/a" --prompt "x" --temperature 0 --max-tokens 5
+
+# eval --split: the held-out documents are a part of the whole.
+expect_status 0 "$S/sealora-server" eval --model "$T/straight" --text "$T/text.txt" --split all --json
+all=$(sed -E 's/.*"tokens": ([0-9]+).*/\1/' "$T/out")
+expect_status 0 "$S/sealora-server" eval --model "$T/straight" --text "$T/text.txt" --split val \
+  --val-fraction 0.3 --json
+val=$(sed -E 's/.*"tokens": ([0-9]+).*/\1/' "$T/out")
+[ "$val" -gt 0 ] && [ "$val" -lt "$all" ] || fail "val split $val tokens of $all"
+expect_status 2 "$S/sealora-server" eval --model "$T/straight" --text "$T/text.txt" --split test
 
 # Refusals: an adapter from other base weights, bad options, missing text.
 expect_status 0 "$S/sealora-server" init-model --out "$T/m2" --layers 2 --heads 2 --embd 32 \
