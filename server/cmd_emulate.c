@@ -24,7 +24,8 @@
 static volatile sig_atomic_t g_stop;
 static void on_signal(int sig) { g_stop = sig; }
 
-static const char *const g_tok_files[] = {"tokenizer.json", "vocab.json", "merges.txt"};
+static const char *const g_tok_files[] = {"tokenizer.json", "vocab.json", "merges.txt",
+                                          "tokenizer_config.json"};
 
 static const char emulate_usage[] =
     "usage: %s emulate --model DIR --out PKG --key KEYFILE\n"

@@ -5,6 +5,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "shared/adapter.h"
 #include "shared/emulator.h"
@@ -36,6 +37,14 @@ void sl_offsite_cfg_init(sl_offsite_cfg *c)
     c->eval_tokens = 65536;
 }
 
+static double cpu_now(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_utime.tv_sec + ru.ru_utime.tv_usec * 1e-6 + ru.ru_stime.tv_sec +
+           ru.ru_stime.tv_usec * 1e-6;
+}
+
 /* LoRA on m's given blocks, trained on ds; throughput and memory in side. */
 static int train_lora(sl_gpt2 *m, const int *layers, int n, const sl_offsite_cfg *cfg,
                       const sl_dataset *ds, const char *label, sl_lora **out,
@@ -58,7 +67,7 @@ static int train_lora(sl_gpt2 *m, const int *layers, int n, const sl_offsite_cfg
         goto fail;
     sl_progress pr;
     sl_progress_init(&pr, label, "tok/s", (uint64_t)cfg->steps, 0, cfg->quiet);
-    double t0 = sl_now(), tail = 0;
+    double t0 = sl_now(), c0 = cpu_now(), tail = 0;
     long tail_n = 0, tail_from = cfg->steps - (cfg->steps >= 10 ? cfg->steps / 10 : 1);
     for (long s = 0; s < cfg->steps; s++) {
         sl_train_stats st;
@@ -76,6 +85,7 @@ static int train_lora(sl_gpt2 *m, const int *layers, int n, const sl_offsite_cfg
     }
     sl_progress_end(&pr);
     side->seconds = sl_now() - t0;
+    side->cpu_seconds = cpu_now() - c0;
     side->tok_per_s = side->seconds > 0 ? (double)cfg->steps * tc.B * tc.T / side->seconds : 0;
     side->params = m->nparams;
     /* weights + the context (activations, LoRA gradients, scratch) + the
@@ -201,25 +211,31 @@ int sl_offsite_write_text(FILE *f, const sl_offsite_table *t, const sl_emumeta *
     for (int i = 0; i < SL_OFFSITE_ROWS; i++)
         fprintf(f, "  %d  %-42s %10.3f %8.4f %9llu\n", i + 1, t->rows[i].name, t->rows[i].ppl,
                 t->rows[i].nll, (unsigned long long)t->rows[i].tokens);
-    fprintf(f, "\n     %-14s %12s %12s %14s %11s\n", "", "parameters", "train tok/s",
-            "train memory", "train loss");
+    fprintf(f, "\n     %-14s %12s %12s %12s %14s %11s\n", "", "parameters", "train tok/s",
+            "tok/cpu-s", "train memory", "train loss");
     mib(a, sizeof a, t->emu.train_bytes);
     mib(b, sizeof b, t->full.train_bytes);
-    fprintf(f, "     %-14s %12zu %12.0f %14s %11.4f\n", "emulator", t->emu.params, t->emu.tok_per_s,
-            a, t->emu.final_loss);
-    fprintf(f, "     %-14s %12zu %12.0f %14s %11.4f\n", "full model", t->full.params,
-            t->full.tok_per_s, b, t->full.final_loss);
-    fprintf(f, "     %-14s %11.1f%% %11.2fx %13.1f%%\n", "emulator/full",
+    double ce = t->emu.cpu_seconds > 0 ? t->emu.tok_per_s * t->emu.seconds / t->emu.cpu_seconds
+                                       : 0,
+           cf = t->full.cpu_seconds > 0
+                    ? t->full.tok_per_s * t->full.seconds / t->full.cpu_seconds
+                    : 0;
+    fprintf(f, "     %-14s %12zu %12.0f %12.0f %14s %11.4f\n", "emulator", t->emu.params,
+            t->emu.tok_per_s, ce, a, t->emu.final_loss);
+    fprintf(f, "     %-14s %12zu %12.0f %12.0f %14s %11.4f\n", "full model", t->full.params,
+            t->full.tok_per_s, cf, b, t->full.final_loss);
+    fprintf(f, "     %-14s %11.1f%% %11.2fx %11.2fx %13.1f%%\n", "emulator/full",
             100.0 * t->emu.params / (double)t->full.params,
             t->full.tok_per_s > 0 ? t->emu.tok_per_s / t->full.tok_per_s : 0.0,
-            100.0 * t->emu.train_bytes / (double)t->full.train_bytes);
+            cf > 0 ? ce / cf : 0.0, 100.0 * t->emu.train_bytes / (double)t->full.train_bytes);
     return ferror(f) ? -1 : 0;
 }
 
 static json_t *side_json(const sl_offsite_side *s)
 {
-    return json_pack("{s:I, s:f, s:f, s:I, s:f}", "parameters", (json_int_t)s->params,
-                     "tokens_per_second", s->tok_per_s, "seconds", s->seconds,
+    return json_pack("{s:I, s:f, s:f, s:f, s:I, s:f}", "parameters", (json_int_t)s->params,
+                     "tokens_per_second", s->tok_per_s, "seconds", s->seconds, "cpu_seconds",
+                     s->cpu_seconds,
                      "train_memory_bytes", (json_int_t)s->train_bytes, "final_train_loss",
                      isfinite(s->final_loss) ? s->final_loss : 0.0);
 }

@@ -49,6 +49,8 @@ typedef struct sl_offsite_side {
     size_t params;         /* model parameters */
     double tok_per_s;      /* LoRA training tokens per second */
     double seconds;        /* LoRA training wall time */
+    double cpu_seconds;    /* its CPU time (user + system, all threads): robust when the
+                            * machine is shared, where wall time is not */
     size_t train_bytes;    /* weights + context (activations, gradients) + LoRA + AdamW */
     double final_loss;     /* mean training loss over the last tenth of the steps */
 } sl_offsite_side;
