@@ -7,7 +7,8 @@
 # sending its masked input (the round completes, exactly); the server
 # SIGKILLed mid-round and restarted (it resumes from the last completed
 # round and charges the abandoned round's budget); budget exhaustion (the
-# server stops before overspending and says why); a revoked site refused.
+# server stops before overspending and says why); a tampered emulator
+# package, a revoked site and a server from another CA refused.
 . "$(dirname "$0")/lib.sh"
 root=$(cd "$(dirname "$0")/../.." && pwd)
 export OMP_NUM_THREADS=1 # four processes share the machine's cores
@@ -203,6 +204,11 @@ run_ini "$D/server/server.ini" 5 1500 0.02
 expect_status 0 "$S/sealora-server" revoke --out "$D" c
 cp "$D/ca/crl.pem" "$D/server/crl.pem"
 start_server "$T/server4.log" --state "$T/state-revoked"
+# A site of another deployment (another CA) refuses this server's certificate.
+expect_status 0 "$S/sealora-server" provision --out "$T/other" --server 127.0.0.1:$PORT --sites a
+expect_status 1 "$S/sealora-client" run --kit "$T/other/sites/a" --data "$T/data/a" --timeout 10 \
+  --quiet --state "$T/cstate-other"
+expect_grep "certificate of 'server' was issued by" "$T/err"
 expect_status 1 "$S/sealora-client" run --kit "$D/sites/c" --data "$T/data/c" --timeout 10 \
   --quiet --state "$T/cstate-revoked"
 expect_grep "revoked" "$T/err"
