@@ -253,7 +253,7 @@ int sl_hfconfig_load(sl_gpt2_config *cfg, const char *path, sl_err *err)
 /* The double whose shortest decimal form round-trips to f, so 1e-5f is
  * written "1e-5" rather than "9.99999975e-06" (Python prints the double
  * it holds, and HF's values are written from Python floats). */
-static double shortest(float f)
+double sl_hfconfig_shortest(float f)
 {
     char b[32];
     for (int p = 1; p <= 9; p++) {
@@ -288,7 +288,7 @@ int sl_hfconfig_save(const sl_gpt2_config *cfg, const char *path, sl_err *err)
     SET("embd_pdrop", json_real(0.1));
     SET("eos_token_id", json_integer(cfg->eos_token_id));
     SET("initializer_range", json_real(0.02));
-    SET("layer_norm_epsilon", json_real(shortest(cfg->layer_norm_epsilon)));
+    SET("layer_norm_epsilon", json_real(sl_hfconfig_shortest(cfg->layer_norm_epsilon)));
     SET("model_type", json_string("gpt2"));
     SET("n_ctx", json_integer(cfg->n_positions));
     SET("n_embd", json_integer(cfg->n_embd));

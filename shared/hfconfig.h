@@ -53,6 +53,10 @@ int sl_hfconfig_parse(sl_gpt2_config *cfg, const char *text, size_t len, const c
 /* Validates, then writes path atomically (mode 0644) as HF writes it:
  * architectures ["GPT2LMHeadModel"], model_type "gpt2", n_ctx, the
  * resid/embd/attn pdrop, summary_* and initializer_range defaults. */
+/* The double whose shortest decimal form round-trips to f, so 1e-5f is
+ * written "1e-5" as Python writes it, not "9.99999975e-06": for every
+ * float a Hugging Face JSON file holds (config.json, adapter_config.json). */
+double sl_hfconfig_shortest(float f);
 int sl_hfconfig_save(const sl_gpt2_config *cfg, const char *path, sl_err *err);
 /* Limits above, n_embd % n_head == 0, token ids inside the vocabulary,
  * 0 < eps < 1, activation "gelu_new", total parameters within the limit. */

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "shared/fsutil.h"
+#include "shared/hfconfig.h"
 
 #define DIGEST_KEY "sealora_base_sha256"
 
@@ -382,18 +383,6 @@ int sl_peft_config_load(sl_peft_config *c, const char *path, sl_err *err)
 
 /* ---- saving ------------------------------------------------------------- */
 
-/* The double whose shortest decimal form round-trips to f (see hfconfig). */
-static double shortest(float f)
-{
-    char b[32];
-    for (int p = 1; p <= 9; p++) {
-        snprintf(b, sizeof b, "%.*g", p, (double)f);
-        if (strtof(b, NULL) == f)
-            return strtod(b, NULL);
-    }
-    return (double)f;
-}
-
 #define SET(k, val)                                                                      \
     do {                                                                                 \
         if (json_object_set_new(root, k, val) != 0)                                      \
@@ -453,8 +442,8 @@ int sl_peft_config_save(const sl_peft_config *c, const char *path, sl_err *err)
     /* PEFT users mostly give alpha as an int, and json.dumps writes it so. */
     float a = c->lora_alpha;
     SET("lora_alpha", a == floorf(a) && a < 16777216.0f ? json_integer((json_int_t)a)
-                                                        : json_real(shortest(a)));
-    SET("lora_dropout", json_real(shortest(c->lora_dropout)));
+                                                        : json_real(sl_hfconfig_shortest(a)));
+    SET("lora_dropout", json_real(sl_hfconfig_shortest(c->lora_dropout)));
     SET("megatron_config", json_null());
     SET("megatron_core", json_string("megatron.core"));
     SET("modules_to_save", json_null());
