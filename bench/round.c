@@ -1397,7 +1397,8 @@ static int one(const creds *cr, uint32_t n, uint32_t dim, double t_train, int st
         goto out;
     }
     sl_secagg_config sa;
-    if (sl_secagg_config_default(&sa, n, words, 0.3, 32, &err) || plain_round(&pl, &sec.plan.p, &sa, &err)) {
+    if (sl_secagg_config_default(&sa, n, words, 0.3, 32, &err) ||
+        plain_round(&pl, &sec.plan.p, &sa, &err)) {
         fprintf(stderr, "round: %u sites, plain round: %s\n", n, err.msg);
         goto out;
     }
