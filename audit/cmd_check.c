@@ -130,8 +130,9 @@ static json_t *report_json(const char *path, const sl_audit_report *rep, const u
     json_object_set_new(o, "budget", num(rep->budget));
     json_object_set_new(o, "delta", num(rep->delta));
     json_object_set_new(o, "noise_multiplier", num(rep->noise_multiplier));
-    json_object_set_new(o, "rounds_closed", json_integer((json_int_t)rep->nrounds));
+    json_object_set_new(o, "rounds_closed", json_integer((json_int_t)(rep->nrounds - rep->abandoned)));
     json_object_set_new(o, "rounds_released", json_integer((json_int_t)rep->released));
+    json_object_set_new(o, "rounds_abandoned", json_integer((json_int_t)rep->abandoned));
     json_object_set_new(o, "epsilon", num(rep->final.epsilon));
     json_object_set_new(o, "order", num(isfinite(rep->final.epsilon) ? rep->final.order : NAN));
     json_object_set_new(o, "epsilon_classic", num(rep->final.epsilon_classic));
@@ -165,7 +166,7 @@ static json_t *report_json(const char *path, const sl_audit_report *rep, const u
             const sl_audit_round *r = &rep->rounds[i];
             json_t *e = json_object();
             json_object_set_new(e, "round", json_integer(r->round));
-            json_object_set_new(e, "status", json_string(r->released ? "released" : "aborted"));
+            json_object_set_new(e, "status", json_string(sl_audit_round_status(r)));
             json_object_set_new(e, "contributors", json_integer((json_int_t)r->ncontrib));
             if (r->has_mech) {
                 json_object_set_new(e, "mode", json_string(mode_str(r->mech.mode)));
@@ -197,14 +198,15 @@ static void print_text(const char *path, const sl_audit_report *rep, const uint8
            rep->closed ? "closed" : "not closed");
     printf("server     %s, key %s, %s mode, configured noise multiplier %g\n", rep->server, fpr,
            mode_str(rep->mode), rep->noise_multiplier);
-    printf("rounds     %zu closed, %zu released\n", rep->nrounds, rep->released);
+    printf("rounds     %zu closed, %zu released, %zu abandoned (charged, nothing released)\n",
+           rep->nrounds - rep->abandoned, rep->released, rep->abandoned);
     printf("epsilon    %.6g at delta %g (order %g); classic conversion %.6g (order %g)\n",
            rep->final.epsilon, rep->delta, rep->final.order, rep->final.epsilon_classic,
            rep->final.order_classic);
     printf("budget     %g: %s\n", rep->budget, rep->budget_held ? "held" : "EXCEEDED");
     printf("receipts   %zu checked\n", rep->receipts);
     if (rounds && rep->nrounds) {
-        printf("\n%6s  %-8s  %-11s  %8s  %9s  %7s  %7s  %10s  %10s\n", "round", "status", "mode",
+        printf("\n%6s  %-9s  %-11s  %8s  %9s  %7s  %7s  %10s  %10s\n", "round", "status", "mode",
                "q", "survivors", "noise", "z_eff", "epsilon", "claimed");
         for (size_t i = 0; i < rep->nrounds; i++) {
             const sl_audit_round *r = &rep->rounds[i];
@@ -215,8 +217,8 @@ static void print_text(const char *path, const sl_audit_report *rep, const uint8
                 snprintf(zc, sizeof zc, "%.4g", r->z_clip);
                 snprintf(q, sizeof q, "%.4g", r->mech.q);
             }
-            printf("%6lld  %-8s  %-11s  %8s  %9s  %7s  %7s  %10.6g  %10.6g\n", (long long)r->round,
-                   r->released ? "released" : "aborted",
+            printf("%6lld  %-9s  %-11s  %8s  %9s  %7s  %7s  %10.6g  %10.6g\n", (long long)r->round,
+                   sl_audit_round_status(r),
                    r->has_mech ? mode_str(r->mech.mode) : "-", q, surv, zc, z, r->epsilon,
                    r->epsilon_claimed);
         }
@@ -250,7 +252,7 @@ static int write_svg(const char *path, const sl_audit_report *rep, sl_err *err)
     size_t ne = 0, nc = 0;
     for (size_t i = 0; i < n; i++) {
         const sl_audit_round *r = &rep->rounds[i];
-        if (!r->released)
+        if (!r->released && !r->abandoned)
             continue;
         ex[ne] = (double)r->round;
         ey[ne++] = r->epsilon;

@@ -81,6 +81,84 @@ static int round_push(sl_audit_report *rep, size_t *cap, const sl_audit_round *r
     return 0;
 }
 
+/* Charges mechanisms to the replayed accountant, remembering the RDP of the
+ * last MEMO distinct ones: rounds tend to repeat a few parameter sets (the
+ * same plan, a few survivor counts). */
+enum { MEMO = 8 };
+typedef struct charger {
+    sl_acct *acct;
+    double *rdp; /* SL_ACCT_MAX_ORDERS scratch, then MEMO memorised */
+    sl_acct_mech memo[MEMO];
+    size_t nmemo, next;
+} charger;
+
+/* m NULL: a cost that cannot be computed, counted as infinite. */
+static void charge(charger *c, const sl_acct_mech *m, sl_err *err)
+{
+    double *rdp = c->rdp, *memo_rdp = c->rdp + SL_ACCT_MAX_ORDERS;
+    size_t n = c->acct->n, hit = MEMO;
+    for (size_t k = 0; m && k < c->nmemo && hit == MEMO; k++)
+        if (same_mech(&c->memo[k], m))
+            hit = k;
+    if (!m) {
+        for (size_t k = 0; k < n; k++)
+            rdp[k] = INFINITY;
+    } else if (hit < MEMO) {
+        memcpy(rdp, memo_rdp + hit * SL_ACCT_MAX_ORDERS, n * sizeof *rdp);
+    } else if (sl_acct_mech_rdp(m, c->acct->orders, n, rdp, err)) {
+        for (size_t k = 0; k < n; k++)
+            rdp[k] = INFINITY;
+    } else {
+        c->memo[c->next] = *m;
+        memcpy(memo_rdp + c->next * SL_ACCT_MAX_ORDERS, rdp, n * sizeof *rdp);
+        c->next = (c->next + 1) % MEMO;
+        if (c->nmemo < MEMO)
+            c->nmemo++;
+    }
+    sl_acct_add_rdp(c->acct, rdp, err);
+}
+
+/* The derived noise figures of a round whose mechanism is known. */
+static void round_mech(sl_audit_round *ar, const sl_acct_mech *m, double target)
+{
+    sl_err e2;
+    ar->has_mech = 1;
+    ar->mech = *m;
+    ar->z_target = target;
+    if (sl_acct_mech_noise_multiplier(m, &ar->z_eff, &e2))
+        ar->z_eff = NAN;
+    if (sl_acct_mech_noise_vs_clip(m, &ar->z_clip, &e2))
+        ar->z_clip = NAN;
+}
+
+/* After a round was charged (or not): the cumulative epsilon, the check of
+ * the claim the log makes about it, the budget, and the round's entry in the
+ * report. -1 when out of memory. */
+static int account_round(sl_audit_report *rep, size_t *cap, const sl_acct *acct,
+                         sl_audit_round *ar, int64_t line, int64_t seq, int *budget_reported,
+                         sl_err *err)
+{
+    sl_audit_findings *f = &rep->findings;
+    sl_acct_eps e;
+    sl_acct_epsilon(acct, rep->delta, &e, err);
+    ar->epsilon = e.epsilon;
+    ar->order = e.order;
+    ar->epsilon_classic = e.epsilon_classic;
+    if ((ar->released || ar->abandoned) && !isnan(ar->epsilon_claimed) &&
+        ar->epsilon_claimed < e.epsilon * (1 - 1e-9) - 1e-12)
+        sl_audit_add(f, SL_AUDIT_ERROR, SL_AF_CLAIM, line, seq, ar->round,
+                     "round %lld: the log claims epsilon %.6g after this round; its logged "
+                     "parameters give %.6g",
+                     (long long)ar->round, ar->epsilon_claimed, e.epsilon);
+    if (!*budget_reported && rep->budget > 0 && e.epsilon > rep->budget * (1 + 1e-12)) {
+        *budget_reported = 1;
+        sl_audit_add(f, SL_AUDIT_ERROR, SL_AF_BUDGET, line, seq, ar->round,
+                     "budget exceeded at round %lld: epsilon %.6g > %.6g at delta %g",
+                     (long long)ar->round, e.epsilon, rep->budget, rep->delta);
+    }
+    return round_push(rep, cap, ar);
+}
+
 static int differs(double logged, double mine)
 {
     return !(fabs(logged - mine) <= 1e-9 * fabs(mine) + 1e-12);
@@ -112,7 +190,7 @@ static void cross_check(sl_audit_findings *f, const sl_dp_round_record *raw,
 
 /* Replays the records: configuration, rounds, mechanisms, epsilon. */
 static int replay(const sl_auditlog_scan *s, const sl_audit_opts *o, sl_audit_report *rep,
-                  closing **closings_out, sl_err *err)
+                  closing **closings_out, size_t *nclosings_out, sl_err *err)
 {
     sl_audit_findings *f = &rep->findings;
     const sl_auditlog_rec *R = s->recs;
@@ -175,13 +253,16 @@ static int replay(const sl_auditlog_scan *s, const sl_audit_opts *o, sl_audit_re
     memset(&mech, 0, sizeof mech);
     double mech_target = NAN;
     int have_mech = 0;
-    /* The RDP of the last MEMO distinct mechanisms: rounds tend to repeat a
-     * few parameter sets (the same plan, a few survivor counts). */
-    enum { MEMO = 8 };
-    sl_acct_mech memo[MEMO];
-    memset(memo, 0, sizeof memo);
-    size_t nmemo = 0, next_memo = 0;
-    double *memo_rdp = rdp + SL_ACCT_MAX_ORDERS;
+    /* The worst case the server planned for the round in flight; it is what
+     * a round abandoned at a restart costs. Kept across log_resume. */
+    int64_t plan_round = -1;
+    sl_acct_mech plan;
+    memset(&plan, 0, sizeof plan);
+    double plan_target = NAN;
+    charger ch;
+    memset(&ch, 0, sizeof ch);
+    ch.acct = acct;
+    ch.rdp = rdp;
     size_t nclosing = 0;
     for (size_t i = 0; i < s->n; i++) {
         const sl_auditlog_rec *r = &R[i];
@@ -207,15 +288,78 @@ static int replay(const sl_auditlog_scan *s, const sl_audit_opts *o, sl_audit_re
             open = round;
             open_line = line;
             have_mech = 0; /* a retried round logs its parameters again */
+            plan_round = -1;
         } else if (strcmp(t, "log_resume") == 0) {
             /* Nothing of an interrupted round was released (the round_close
-             * comes first): its parameters cost nothing. */
+             * comes first). If the server had planned it, it charges it with
+             * a round_abandoned record next; otherwise nothing was sent. */
             if (open >= 0)
                 sl_audit_add(f, W, SL_AF_SEMANTIC, open_line, -1, open,
                              "round %lld started (line %lld) and was interrupted by a restart",
                              (long long)open, (long long)open_line);
             open = -1;
             have_mech = 0;
+        } else if (strcmp(t, "mechanism_planned") == 0) {
+            sl_acct_mech m;
+            sl_dp_round_record raw;
+            if (round < 0 || round != open) {
+                sl_audit_add(f, E, SL_AF_FORMAT, line, r->seq, round,
+                             "mechanism_planned record at line %lld is not inside its round",
+                             (long long)line);
+            } else if (sl_auditlog_mech_decode(r->obj, &m, &raw, err)) {
+                sl_audit_add(f, E, SL_AF_FORMAT, line, r->seq, round,
+                             "mechanism_planned record of round %lld (line %lld): %s",
+                             (long long)round, (long long)line, err->msg);
+            } else {
+                if (m.survivors > m.threshold || m.received > m.threshold)
+                    sl_audit_add(f, E, SL_AF_SEMANTIC, line, r->seq, round,
+                                 "round %lld: the planned mechanism counts %u survivors and %u "
+                                 "inputs, more than the threshold %u: not the worst case",
+                                 (long long)round, m.survivors, m.received, m.threshold);
+                cross_check(f, &raw, &m, line, r->seq, round);
+                plan = m;
+                plan_round = round;
+                plan_target = raw.sigma;
+            }
+        } else if (strcmp(t, "round_abandoned") == 0) {
+            if (round < 0) {
+                sl_audit_add(f, E, SL_AF_FORMAT, line, r->seq, -1,
+                             "round_abandoned at line %lld has no valid round", (long long)line);
+                continue;
+            }
+            if (round <= last_closed)
+                sl_audit_add(f, E, SL_AF_SEMANTIC, line, r->seq, round,
+                             "round %lld is abandoned at line %lld after round %lld closed",
+                             (long long)round, (long long)line, (long long)last_closed);
+            if (open == round)
+                open = -1;
+            last_closed = round > last_closed ? round : last_closed;
+            sl_audit_round ar;
+            memset(&ar, 0, sizeof ar);
+            ar.round = round;
+            ar.abandoned = 1;
+            ar.close_seq = r->seq;
+            ar.z_eff = ar.z_clip = ar.z_target = NAN;
+            json_t *claimed = json_object_get(r->obj, "epsilon_charged");
+            ar.epsilon_claimed = json_is_number(claimed) ? json_number_value(claimed) : NAN;
+            if (plan_round == round) {
+                round_mech(&ar, &plan, plan_target);
+                charge(&ch, &plan, err);
+            } else {
+                sl_audit_add(f, E, SL_AF_SEMANTIC, line, r->seq, round,
+                             "round %lld was abandoned without a mechanism_planned record: its "
+                             "privacy cost cannot be computed (counted as infinite)",
+                             (long long)round);
+                charge(&ch, NULL, err);
+            }
+            plan_round = -1;
+            rep->abandoned++;
+            if (account_round(rep, &cap, acct, &ar, line, r->seq, &budget_reported, err)) {
+                free(cl);
+                free(acct);
+                free(rdp);
+                return sl_err_set(err, SL_ENOMEM, "audit: out of memory");
+            }
         } else if (strcmp(t, "mechanism") == 0) {
             sl_acct_mech m;
             sl_dp_round_record raw;
@@ -280,16 +424,8 @@ static int replay(const sl_auditlog_scan *s, const sl_audit_opts *o, sl_audit_re
             json_t *claimed = json_object_get(r->obj, "epsilon");
             if (json_is_number(claimed))
                 ar.epsilon_claimed = json_number_value(claimed);
-            if (have_mech && mech_round == round) {
-                ar.has_mech = 1;
-                ar.mech = mech;
-                ar.z_target = mech_target;
-                sl_err e2;
-                if (sl_acct_mech_noise_multiplier(&mech, &ar.z_eff, &e2))
-                    ar.z_eff = NAN;
-                if (sl_acct_mech_noise_vs_clip(&mech, &ar.z_clip, &e2))
-                    ar.z_clip = NAN;
-            }
+            if (have_mech && mech_round == round)
+                round_mech(&ar, &mech, mech_target);
             if (ar.released) {
                 rep->released++;
                 if (!ar.has_mech) {
@@ -297,8 +433,6 @@ static int replay(const sl_auditlog_scan *s, const sl_audit_opts *o, sl_audit_re
                                  "round %lld was released without a mechanism record: its "
                                  "privacy cost cannot be computed (counted as infinite)",
                                  (long long)round);
-                    for (size_t k = 0; k < acct->n; k++)
-                        rdp[k] = INFINITY;
                 } else {
                     if (ar.ncontrib != mech.received)
                         sl_audit_add(f, E, SL_AF_SEMANTIC, line, r->seq, round,
@@ -324,44 +458,11 @@ static int replay(const sl_auditlog_scan *s, const sl_audit_opts *o, sl_audit_re
                                      "round %lld was planned with noise multiplier %.6g, below "
                                      "the configured %.6g",
                                      (long long)round, mech_target, rep->noise_multiplier);
-                    size_t hit = MEMO;
-                    for (size_t k = 0; k < nmemo && hit == MEMO; k++)
-                        if (same_mech(&memo[k], &mech))
-                            hit = k;
-                    if (hit < MEMO) {
-                        memcpy(rdp, memo_rdp + hit * SL_ACCT_MAX_ORDERS, acct->n * sizeof *rdp);
-                    } else if (sl_acct_mech_rdp(&mech, acct->orders, acct->n, rdp, err)) {
-                        for (size_t k = 0; k < acct->n; k++)
-                            rdp[k] = INFINITY;
-                    } else {
-                        memo[next_memo] = mech;
-                        memcpy(memo_rdp + next_memo * SL_ACCT_MAX_ORDERS, rdp,
-                               acct->n * sizeof *rdp);
-                        next_memo = (next_memo + 1) % MEMO;
-                        if (nmemo < MEMO)
-                            nmemo++;
-                    }
                 }
-                sl_acct_add_rdp(acct, rdp, err);
+                charge(&ch, ar.has_mech ? &mech : NULL, err);
             }
-            sl_acct_eps e;
-            sl_acct_epsilon(acct, rep->delta, &e, err);
-            ar.epsilon = e.epsilon;
-            ar.order = e.order;
-            ar.epsilon_classic = e.epsilon_classic;
-            if (ar.released && !isnan(ar.epsilon_claimed) &&
-                ar.epsilon_claimed < e.epsilon * (1 - 1e-9) - 1e-12)
-                sl_audit_add(f, E, SL_AF_CLAIM, line, r->seq, round,
-                             "round %lld: the log claims epsilon %.6g after this round; its logged "
-                             "parameters give %.6g",
-                             (long long)round, ar.epsilon_claimed, e.epsilon);
-            if (!budget_reported && rep->budget > 0 && e.epsilon > rep->budget * (1 + 1e-12)) {
-                budget_reported = 1;
-                sl_audit_add(f, E, SL_AF_BUDGET, line, r->seq, round,
-                             "budget exceeded at round %lld: epsilon %.6g > %.6g at delta %g",
-                             (long long)round, e.epsilon, rep->budget, rep->delta);
-            }
-            if (round_push(rep, &cap, &ar)) {
+            plan_round = -1;
+            if (account_round(rep, &cap, acct, &ar, line, r->seq, &budget_reported, err)) {
                 free(cl);
                 free(acct);
                 free(rdp);
@@ -372,10 +473,33 @@ static int replay(const sl_auditlog_scan *s, const sl_audit_opts *o, sl_audit_re
             nclosing++;
         }
     }
-    if (open >= 0)
+    if (open >= 0 && plan_round == open) {
+        /* In flight when the log ends: the server charges it at its next
+         * start unless it closes first; never count less than that. */
+        sl_audit_add(f, W, SL_AF_SEMANTIC, open_line, -1, open,
+                     "round %lld started (line %lld) and is in flight at the end of the log: "
+                     "counted as spent with its planned worst case",
+                     (long long)open, (long long)open_line);
+        sl_audit_round ar;
+        memset(&ar, 0, sizeof ar);
+        ar.round = open;
+        ar.abandoned = 2;
+        ar.close_seq = -1;
+        ar.z_eff = ar.z_clip = ar.z_target = ar.epsilon_claimed = NAN;
+        round_mech(&ar, &plan, plan_target);
+        charge(&ch, &plan, err);
+        rep->abandoned++;
+        if (account_round(rep, &cap, acct, &ar, open_line, -1, &budget_reported, err)) {
+            free(cl);
+            free(acct);
+            free(rdp);
+            return sl_err_set(err, SL_ENOMEM, "audit: out of memory");
+        }
+    } else if (open >= 0) {
         sl_audit_add(f, W, SL_AF_SEMANTIC, open_line, -1, open,
                      "round %lld started (line %lld) and never closed (interrupted)",
                      (long long)open, (long long)open_line);
+    }
     sl_acct_epsilon(acct, rep->delta, &rep->final, err);
     rep->budget_held = rep->budget > 0 && rep->final.epsilon <= rep->budget * (1 + 1e-12);
     const sl_auditlog_rec *last = s->n ? &R[s->n - 1] : NULL;
@@ -389,6 +513,7 @@ static int replay(const sl_auditlog_scan *s, const sl_audit_opts *o, sl_audit_re
     free(rdp);
     sl_err_clear(err);
     *closings_out = cl;
+    *nclosings_out = nclosing;
     return 0;
 }
 
@@ -620,10 +745,10 @@ int sl_audit_check_buf(const uint8_t *buf, size_t len, const sl_audit_opts *o,
     if (s.n)
         memcpy(rep->log_id, s.recs[0].hash, 32);
     closing *cl = NULL;
-    rc = replay(&s, o, rep, &cl, err);
-    if (!rc) {
-        check_receipts(&s, o, rep, cl, rep->nrounds, err); /* one closing per round */
-    }
+    size_t ncl = 0;
+    rc = replay(&s, o, rep, &cl, &ncl, err);
+    if (!rc)
+        check_receipts(&s, o, rep, cl, ncl, err);
     free(cl);
     sl_auditlog_scan_fini(&s);
     if (rc) {
@@ -655,6 +780,14 @@ void sl_audit_report_fini(sl_audit_report *rep)
     free(rep->rounds);
     sl_audit_findings_fini(&rep->findings);
     memset(rep, 0, sizeof *rep);
+}
+
+const char *sl_audit_round_status(const sl_audit_round *r)
+{
+    return r->released       ? "released"
+           : r->abandoned == 1 ? "abandoned"
+           : r->abandoned == 2 ? "in flight"
+                               : "aborted";
 }
 
 int sl_audit_ok(const sl_audit_report *rep)

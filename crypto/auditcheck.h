@@ -38,10 +38,14 @@ typedef struct sl_audit_opts {
 typedef struct sl_audit_round {
     int64_t round;
     int released;          /* round_close status */
+    int abandoned;         /* charged without a round_close: 1 abandoned at a
+                            * restart (round_abandoned), 2 in flight at the
+                            * end of the log; mech is then the planned worst
+                            * case */
     int has_mech;          /* a valid mechanism record was logged */
     sl_acct_mech mech;
     size_t ncontrib;
-    int64_t close_seq;
+    int64_t close_seq;      /* seq of its round_close / round_abandoned; -1 if none */
     double z_eff;           /* Gaussian-equivalent noise multiplier against the
                              * rounded sensitivity (accounting); NAN without mechanism */
     double z_clip;          /* noise present relative to the clip norm (what a
@@ -61,9 +65,10 @@ typedef struct sl_audit_report {
     double noise_multiplier;  /* configured z from the log, NAN if unknown */
     size_t nrecords;
     int closed;               /* ends with log_close */
-    sl_audit_round *rounds;   /* owned; every round_close in log order */
-    size_t nrounds, released;
-    sl_acct_eps final;        /* over all released rounds */
+    sl_audit_round *rounds;   /* owned; every round_close and round_abandoned in
+                               * log order, then a planned round still in flight */
+    size_t nrounds, released, abandoned;
+    sl_acct_eps final;        /* over all released and abandoned rounds */
     size_t receipts;          /* receipts read */
     int budget_held;
     sl_audit_findings findings;
@@ -78,6 +83,8 @@ int sl_audit_check(const char *logdir, const sl_audit_opts *o, sl_audit_report *
 int sl_audit_check_buf(const uint8_t *buf, size_t len, const sl_audit_opts *o,
                        sl_audit_report *rep, sl_err *err);
 void sl_audit_report_fini(sl_audit_report *rep);
+/* "released", "aborted", "abandoned" or "in flight". */
+const char *sl_audit_round_status(const sl_audit_round *r);
 /* 1 when no finding is an error and the budget held. */
 int sl_audit_ok(const sl_audit_report *rep);
 

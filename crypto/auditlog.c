@@ -81,8 +81,9 @@ static int type_ok(const char *t)
 
 static int reserved_type(const char *t)
 {
-    static const char *const r[] = {"log_open", "log_resume", "log_close", "round_close",
-                                    "mechanism"};
+    static const char *const r[] = {"log_open",  "log_resume",        "log_close",
+                                    "round_close", "mechanism",       "mechanism_planned",
+                                    "round_abandoned"};
     for (size_t i = 0; i < sizeof r / sizeof r[0]; i++)
         if (strcmp(t, r[i]) == 0)
             return 1;
@@ -92,7 +93,8 @@ static int reserved_type(const char *t)
 static int must_be_signed(const char *t)
 {
     return t && (strcmp(t, "log_open") == 0 || strcmp(t, "log_resume") == 0 ||
-                 strcmp(t, "log_close") == 0 || strcmp(t, "round_close") == 0);
+                 strcmp(t, "log_close") == 0 || strcmp(t, "round_close") == 0 ||
+                 strcmp(t, "mechanism_planned") == 0 || strcmp(t, "round_abandoned") == 0);
 }
 
 static void now_rfc3339(char out[32])
@@ -926,7 +928,9 @@ int sl_auditlog_append_signed(sl_auditlog *log, const char *type, const json_t *
     return append_common(log, type, fields, 1, pos, err);
 }
 
-int sl_auditlog_mechanism(sl_auditlog *log, const sl_dp_round_record *r, sl_err *err)
+/* A mechanism record of type `type`: {round, dp}. */
+static int mech_record(sl_auditlog *log, const char *type, const sl_dp_round_record *r, int sign,
+                       sl_err *err)
 {
     if (r->round > (uint64_t)INT64_MAX)
         return sl_err_set(err, SL_EINVAL, "audit log: round %llu is too large",
@@ -941,7 +945,35 @@ int sl_auditlog_mechanism(sl_auditlog *log, const sl_dp_round_record *r, sl_err 
     json_t *rec = json_pack("{s:I, s:o}", "round", (json_int_t)r->round, "dp", dp);
     if (!rec)
         return sl_err_set(err, SL_ENOMEM, "audit log: out of memory");
-    rc = write_record(log, "mechanism", rec, 0, 0, NULL, err);
+    rc = write_record(log, type, rec, sign, sign, NULL, err);
+    json_decref(rec);
+    return rc;
+}
+
+int sl_auditlog_mechanism(sl_auditlog *log, const sl_dp_round_record *r, sl_err *err)
+{
+    return mech_record(log, "mechanism", r, 0, err);
+}
+
+int sl_auditlog_mechanism_planned(sl_auditlog *log, const sl_dp_round_record *r, sl_err *err)
+{
+    if (r->survivors > r->threshold || r->masked_inputs > r->threshold)
+        return sl_err_set(err, SL_EINVAL, "audit log: the planned mechanism of round %llu counts "
+                          "%u survivors, more than the threshold %u: not the worst case",
+                          (unsigned long long)r->round, r->survivors, r->threshold);
+    return mech_record(log, "mechanism_planned", r, 1, err);
+}
+
+int sl_auditlog_round_abandoned(sl_auditlog *log, int64_t round, double epsilon,
+                                const char *reason, sl_err *err)
+{
+    if (round < 0)
+        return sl_err_set(err, SL_EINVAL, "audit log: round %lld is invalid", (long long)round);
+    json_t *rec = json_pack("{s:I, s:f, s:s}", "round", (json_int_t)round, "epsilon_charged",
+                            epsilon, "reason", reason ? reason : "");
+    if (!rec)
+        return sl_err_set(err, SL_ENOMEM, "audit log: out of memory");
+    int rc = write_record(log, "round_abandoned", rec, 1, 1, NULL, err);
     json_decref(rec);
     return rc;
 }

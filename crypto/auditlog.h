@@ -4,9 +4,9 @@
  * The log is DIR/audit.jsonl: JSON Lines, one record per event, each line
  * the canonical JSON of its record (compact, sorted keys, ASCII). Every
  * record carries its position `seq` and `prev`, the SHA-256 of the previous
- * line; the log_open, log_resume, log_close and round_close records carry
- * `sig`, an Ed25519 signature by the server key. A round's closing record is
- * fsync'd before sl_auditlog_close_round returns, so a result is never
+ * line; the log_open, log_resume, log_close, round_close, mechanism_planned
+ * and round_abandoned records carry `sig`, an Ed25519 signature by the
+ * server key. A round's closing record is fsync'd before sl_auditlog_close_round returns, so a result is never
  * released before the budget it spends is on disk. Records never hold
  * secrets, updates or data: the API takes counts, names and digests.
  *
@@ -103,6 +103,16 @@ int sl_auditlog_append_signed(sl_auditlog *log, const char *type, const json_t *
  * parameter record (crypto/dp_record, embedded as member "dp") after
  * checking that the accountant can read it. */
 int sl_auditlog_mechanism(sl_auditlog *log, const sl_dp_round_record *r, sl_err *err);
+/* Appends the signed, fsync'd mechanism_planned record of a round about to
+ * run: its worst case (no more survivors or inputs than the threshold), the
+ * mechanism a round abandoned at a crash is charged with. Written before
+ * anything of the round leaves the server. */
+int sl_auditlog_mechanism_planned(sl_auditlog *log, const sl_dp_round_record *r, sl_err *err);
+/* Appends the signed, fsync'd round_abandoned record: the round in flight at
+ * a crash, charged with its planned mechanism; epsilon is the server's
+ * cumulative epsilon after charging it. */
+int sl_auditlog_round_abandoned(sl_auditlog *log, int64_t round, double epsilon,
+                                const char *reason, sl_err *err);
 /* Appends the signed round_close record and fsyncs the log: released
  * (1) or aborted (0), the contributors (sites whose inputs are in the sum),
  * the epsilon spent so far as the server computed it, and extra members

@@ -374,12 +374,12 @@ static int audit_event(srv *s, const char *type, json_t *fields, int sign, sl_er
 
 /* The mechanism a round with the current plan releases at worst: the
  * fewest survivors a released round can have (the threshold). */
-static int worst_mech(srv *s, uint32_t sampled, sl_acct_mech *m, sl_err *err)
+static int worst_mech(srv *s, uint32_t sampled, sl_acct_mech *m, sl_dp_round_record *rec,
+                      sl_err *err)
 {
-    sl_dp_round_record rec;
-    sl_dp_record_fill(&rec, &s->plan, s->round, s->rc->sample_rate, sampled, s->sa.threshold,
+    sl_dp_record_fill(rec, &s->plan, s->round, s->rc->sample_rate, sampled, s->sa.threshold,
                       s->sa.threshold);
-    return sl_auditlog_mech_from_dp(&rec, m, err);
+    return sl_auditlog_mech_from_dp(rec, m, err);
 }
 
 static void closing(srv *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -460,7 +460,8 @@ static int round_start(srv *s, sl_err *err)
     /* Budget: refuse a round whose worst case would overspend. */
     sl_acct_mech m;
     sl_acct_eps after;
-    if ((rc = worst_mech(s, s->sampled, &m, err)) ||
+    sl_dp_round_record worst;
+    if ((rc = worst_mech(s, s->sampled, &m, &worst, err)) ||
         (rc = sl_acct_preview(&s->ck.acct, &m, s->rc->delta, &after, err)))
         goto refuse;
     if (after.epsilon > s->rc->epsilon) {
@@ -483,7 +484,11 @@ static int round_start(srv *s, sl_err *err)
         closing(s, "%s", why);
         return sl_ckpt_save(s->ck_path, &s->ck, err);
     }
-    /* Pending: a crash from here on charges this round. */
+    /* Pending: a crash from here on charges this round. The planned worst
+     * case goes to the log first, so an auditor can recompute the charge;
+     * nothing of the round leaves the server before the checkpoint. */
+    if ((rc = sl_auditlog_mechanism_planned(s->log, &worst, err)))
+        return rc;
     s->ck.pending_round = s->round;
     s->ck.pending = m;
     if ((rc = sl_ckpt_save(s->ck_path, &s->ck, err)))
@@ -1013,12 +1018,10 @@ static int open_state(srv *s, sl_err *err)
             return rc;
         s->ck.pending_round = 0;
         memset(&s->ck.pending, 0, sizeof s->ck.pending);
-        if ((rc = audit_event(s, "round_abandoned",
-                              json_pack("{s:I,s:f,s:s}", "round", (json_int_t)r, "epsilon_charged",
-                                        e.epsilon, "reason",
-                                        "in flight at a crash; charged with its threshold "
-                                        "survivors"),
-                              1, err)) ||
+        if ((rc = sl_auditlog_round_abandoned(s->log, (int64_t)r, e.epsilon,
+                                              "in flight at a crash; charged with its planned "
+                                              "worst case (threshold survivors)",
+                                              err)) ||
             (rc = sl_ckpt_save(s->ck_path, &s->ck, err)))
             return rc;
         say(s, "resume", NULL, "round %llu was in flight at a crash: abandoned, its budget "

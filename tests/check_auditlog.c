@@ -43,8 +43,8 @@ static const char *site_name(int i)
 }
 
 /* The secure aggregation's own parameter record for a round (crypto/dp):
- * sigma 1 calibrated for t = 3 contributors, survivors varying. */
-static sl_dp_round_record round_rec(int r, int survivors)
+ * sigma 1 calibrated for t = 3 contributors, inputs and survivors varying. */
+static sl_dp_round_record round_rec_n(int r, int inputs, int survivors)
 {
     sl_dp_params p;
     memset(&p, 0, sizeof p);
@@ -60,8 +60,14 @@ static sl_dp_round_record round_rec(int r, int survivors)
     sl_err err = {0};
     ck_assert_msg(sl_dp_plan_init(&pl, &p, &err) == 0, "%s", err.msg);
     sl_dp_round_record rec;
-    sl_dp_record_fill(&rec, &pl, (uint64_t)r, 0.2, NSITES, NSITES, (uint32_t)survivors);
+    sl_dp_record_fill(&rec, &pl, (uint64_t)r, 0.2, NSITES, (uint32_t)inputs,
+                      (uint32_t)survivors);
     return rec;
+}
+
+static sl_dp_round_record round_rec(int r, int survivors)
+{
+    return round_rec_n(r, NSITES, survivors);
 }
 
 static sl_acct_mech round_mech(int survivors)
@@ -434,6 +440,111 @@ START_TEST(test_resume_after_crash)
     uint8_t pk2[32], sk2[64];
     crypto_sign_keypair(pk2, sk2);
     ck_assert_int_eq(sl_auditlog_open(&log2, fx.dir, sk2, 0, &err), SL_ECRYPTO);
+}
+END_TEST
+
+/* A round in flight at a crash: the planned worst case is in the log before
+ * the round runs; the auditor counts it while the round is open at the end
+ * of the log and once the restarted server abandons it, and agrees with the
+ * server's accountant to the bit. */
+static void start_planned_round(sl_auditlog *log, int r, int plan)
+{
+    sl_err err = {0};
+    json_t *o = json_pack("{s:i}", "round", r);
+    ck_assert_int_eq(sl_auditlog_append(log, "round_start", o, NULL, &err), 0);
+    json_decref(o);
+    if (!plan)
+        return;
+    /* More inputs than the threshold is not a worst case: refused. */
+    sl_dp_round_record bad = round_rec_n(r, NSITES, 3);
+    ck_assert_int_eq(sl_auditlog_mechanism_planned(log, &bad, &err), SL_EINVAL);
+    ck_assert_ptr_nonnull(strstr(err.msg, "not the worst case"));
+    sl_dp_round_record worst = round_rec_n(r, 3, 3);
+    ck_assert_msg(sl_auditlog_mechanism_planned(log, &worst, &err) == 0, "%s", err.msg);
+}
+
+START_TEST(test_abandoned_round_charged)
+{
+    fixture fx;
+    make_log(&fx, 2, 10.0);
+    sl_err err = {0};
+    static sl_acct acct;
+    sl_acct_init(&acct);
+    sl_acct_mech m = round_mech(3);
+    ck_assert_int_eq(sl_acct_add_mech(&acct, &m, &err), 0);
+    m = round_mech(4);
+    ck_assert_int_eq(sl_acct_add_mech(&acct, &m, &err), 0);
+    double eps2 = fx.eps;
+    sl_dp_round_record worst = round_rec_n(2, 3, 3);
+    sl_acct_mech wm;
+    ck_assert_int_eq(sl_auditlog_mech_from_dp(&worst, &wm, &err), 0);
+    sl_acct with = acct;
+    ck_assert_int_eq(sl_acct_add_mech(&with, &wm, &err), 0);
+    sl_acct_eps ew;
+    ck_assert_int_eq(sl_acct_epsilon(&with, 1e-5, &ew, &err), 0);
+    ck_assert(ew.epsilon > eps2);
+
+    sl_auditlog *log;
+    ck_assert_int_eq(sl_auditlog_open(&log, fx.dir, fx.sk, 0, &err), 0);
+    start_planned_round(log, 2, 1);
+    sl_auditlog_free(log); /* crash mid-round */
+
+    /* In flight at the end of the log: counted with its worst case. */
+    sl_audit_report rep;
+    check(&fx, 1, &rep);
+    ck_assert_uint_eq(rep.abandoned, 1);
+    ck_assert_uint_eq(rep.nrounds, 3);
+    ck_assert_int_eq(rep.rounds[2].abandoned, 2);
+    ck_assert_str_eq(sl_audit_round_status(&rep.rounds[2]), "in flight");
+    ck_assert(rep.final.epsilon == ew.epsilon);
+    sl_audit_report_fini(&rep);
+
+    /* The restarted server charges it, then runs round 3. */
+    ck_assert_int_eq(sl_auditlog_open(&log, fx.dir, fx.sk, 0, &err), 0);
+    ck_assert_int_eq(sl_auditlog_round_abandoned(log, 2, ew.epsilon, "crash", &err), 0);
+    run_round(log, &fx, &with, 3, 5, 1.0, 1);
+    ck_assert_int_eq(sl_auditlog_close(log, &err), 0);
+    check(&fx, 1, &rep);
+    if (rep.findings.errors)
+        dump_findings(&rep);
+    ck_assert_uint_eq(rep.findings.errors, 0);
+    ck_assert(sl_audit_ok(&rep));
+    ck_assert_uint_eq(rep.nrounds, 4);
+    ck_assert_uint_eq(rep.released, 3);
+    ck_assert_uint_eq(rep.abandoned, 1);
+    ck_assert_str_eq(sl_audit_round_status(&rep.rounds[2]), "abandoned");
+    ck_assert(rep.rounds[2].epsilon == ew.epsilon);
+    ck_assert(rep.final.epsilon == fx.eps); /* the server's accountant, abandoned round included */
+    sl_audit_report_fini(&rep);
+}
+END_TEST
+
+/* An abandoned round whose charge cannot be recomputed, or is understated. */
+START_TEST(test_abandoned_round_refused)
+{
+    for (int k = 0; k < 2; k++) {
+        fixture fx;
+        make_log(&fx, 2, 10.0);
+        sl_err err = {0};
+        sl_auditlog *log;
+        ck_assert_int_eq(sl_auditlog_open(&log, fx.dir, fx.sk, 0, &err), 0);
+        start_planned_round(log, 2, k == 1);
+        sl_auditlog_free(log);
+        ck_assert_int_eq(sl_auditlog_open(&log, fx.dir, fx.sk, 0, &err), 0);
+        /* k 0: no plan; k 1: claims the epsilon before the charge. */
+        ck_assert_int_eq(sl_auditlog_round_abandoned(log, 2, fx.eps, "crash", &err), 0);
+        ck_assert_int_eq(sl_auditlog_close(log, &err), 0);
+        sl_audit_report rep;
+        check(&fx, 1, &rep);
+        if (k == 0) {
+            EXPECT(&rep, "log", "without a mechanism_planned record");
+            ck_assert(isinf(rep.final.epsilon));
+        } else {
+            EXPECT(&rep, "claim", "the log claims epsilon");
+            ck_assert(rep.final.epsilon > fx.eps);
+        }
+        sl_audit_report_fini(&rep);
+    }
 }
 END_TEST
 
@@ -1015,6 +1126,7 @@ Suite *auditlog_suite(void)
     tcase_add_test(core, test_receipt_round_trip);
     tcase_add_test(core, test_resume_after_crash);
     tcase_add_test(core, test_torn_tail_repair);
+    tcase_add_test(core, test_abandoned_round_charged);
     suite_add_tcase(s, core);
     TCase *lim = tcase_create("limits");
     tcase_add_test(lim, test_writer_limits);
@@ -1035,6 +1147,7 @@ Suite *auditlog_suite(void)
     tcase_add_test(bad, test_noise_claim_budget);
     tcase_add_test(bad, test_random_flips_detected);
     tcase_add_test(bad, test_malformed_lines);
+    tcase_add_test(bad, test_abandoned_round_refused);
     suite_add_tcase(s, bad);
     return s;
 }

@@ -171,6 +171,9 @@ expect_status 0 "$S/sealora-audit" verify "$T/state" --cert "$D/server/server.cr
   --receipts "$D/sites/a/state/receipts" --receipts "$D/sites/b/state/receipts" \
   --receipts "$D/sites/c/state/receipts"
 expect_grep "result +OK" "$T/out"
+# The auditor charges the abandoned round 3 from the log alone (its planned
+# worst case), as the server did.
+expect_grep "rounds +[0-9]+ closed, 4 released, 1 abandoned" "$T/out"
 [ -f "$D/sites/a/state/receipts/receipt-000005.json" ] || fail "site a has no receipt for round 5"
 
 # ---- budget exhaustion: room for one round only (FedAdam, JSON operator lines)
