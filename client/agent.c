@@ -57,6 +57,7 @@ typedef struct agent {
     size_t x_bytes;
     int contributed;
     uint64_t refused_round; /* a round whose instructions this site refused */
+    uint64_t receipt_round; /* latest round whose receipt is handled (POLL acks it) */
 } agent;
 
 static volatile sig_atomic_t g_stop;
@@ -225,6 +226,13 @@ static int join(agent *a, sl_err *err)
         char dest[PMAX];
         if ((rc = sl_fs_join(dest, PMAX, a->cache, a->files[i], err)))
             return rc;
+        /* Kept from an earlier start: the same bytes as the server's. */
+        if ((rc = sl_chan_client_have(a->ch, a->files[i], dest, err)) < 0)
+            return rc;
+        if (rc == 1) {
+            say(a, "%s already in the cache (digest verified)", a->files[i]);
+            continue;
+        }
         sl_progress pr;
         sl_progress_init(&pr, a->files[i], "B/s", 0, 0, a->o->quiet);
         double t = now_s();
@@ -458,8 +466,14 @@ static int on_receipt(agent *a, const sl_fed_task *t, sl_err *err)
         rc = sl_err_set(err, SL_ECRYPTO, "receipt for site '%s', not this site", r.site);
     if (!rc)
         rc = sl_auditlog_receipt_store(a->receipts, t->body, t->len, a->server_pk, err);
+    /* Handled either way: the next POLL acknowledges it, so a receipt this
+     * site refuses (logged) does not come back forever. */
+    if (t->round > a->receipt_round)
+        a->receipt_round = t->round;
     if (rc)
         return sl_err_prefix(err, "round %llu: receipt refused", (unsigned long long)t->round);
+    if ((uint64_t)r.round > a->receipt_round)
+        a->receipt_round = (uint64_t)r.round;
     say(a, "round %lld: signed receipt stored", (long long)r.round);
     char hex[65];
     sl_auditlog_hex(r.input, 32, hex);
@@ -468,12 +482,33 @@ static int on_receipt(agent *a, const sl_fed_task *t, sl_err *err)
     return 0;
 }
 
+/* The latest round of the receipts kept in dir (0: none). */
+static uint64_t last_receipt(const char *dir)
+{
+    uint64_t last = 0;
+    DIR *d = opendir(dir);
+    if (!d)
+        return 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        unsigned long long r;
+        char back[64];
+        if (sscanf(e->d_name, "receipt-%llu.json", &r) != 1)
+            continue;
+        snprintf(back, sizeof back, "receipt-%06llu.json", r);
+        if (strcmp(back, e->d_name) == 0 && r > last)
+            last = r;
+    }
+    closedir(d);
+    return last;
+}
+
 /* One POLL and what it asks for. *done set when the server says so. */
 static int step(agent *a, int *done, sl_err *err)
 {
     uint8_t *p;
     size_t n;
-    int rc = sl_fed_u64_encode(a->round, &p, &n, err);
+    int rc = sl_fed_poll_encode(a->round, a->receipt_round, &p, &n, err);
     if (rc)
         return rc;
     sl_chan_reply r;
@@ -543,6 +578,7 @@ static int setup(agent *a, sl_err *err)
         (rc = sl_fs_join(a->logpath, PMAX, a->state, "agent.jsonl", err)) ||
         (rc = sl_fs_mkdirs(a->state, 0700, err)) || (rc = sl_fs_mkdirs(a->receipts, 0700, err)))
         return rc;
+    a->receipt_round = last_receipt(a->receipts);
     if (!sl_fs_exists(o->data))
         return sl_err_set(err, SL_ENOTFOUND, "%s: no such file or folder (--data)", o->data);
     sl_cert *c = NULL;

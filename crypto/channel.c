@@ -2160,6 +2160,68 @@ static int file_request(sl_chan_client *c, uint16_t type, const char *name, uint
     return rc;
 }
 
+/* The server's size, chunk size and digest of file `name`. */
+static int fetch_info(sl_chan_client *c, const char *name, sl_wire_file_info *fi, sl_err *err)
+{
+    sl_chan_reply r;
+    int rc = file_request(c, SL_WIRE_APP_FILE_INFO_REQ, name, 0, 0, &r, err);
+    if (rc)
+        return rc;
+    if (r.type != SL_WIRE_APP_FILE_INFO)
+        rc = sl_err_set(err, SL_EFORMAT, "fetch '%s': unexpected answer type 0x%04x", name,
+                        r.type);
+    else
+        rc = sl_wire_file_info_decode(r.payload, r.len, fi, err);
+    sl_chan_reply_free(&r);
+    return rc;
+}
+
+int sl_chan_client_have(sl_chan_client *c, const char *name, const char *dest, sl_err *err)
+{
+    sl_wire_file_info fi;
+    int rc = sl_wire_check_file_name(name, err);
+    if (rc || (rc = fetch_info(c, name, &fi, err)))
+        return rc;
+    int fd = open(dest, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return errno == ENOENT ? 0 : sl_err_errno(err, "%s: open", dest);
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        rc = sl_err_errno(err, "%s: stat", dest);
+        close(fd);
+        return rc;
+    }
+    if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size != fi.size) {
+        close(fd);
+        return 0;
+    }
+    uint8_t *buf = malloc(1u << 20);
+    if (!buf) {
+        close(fd);
+        return sl_err_set(err, SL_ENOMEM, "out of memory");
+    }
+    crypto_generichash_state hs;
+    crypto_generichash_init(&hs, NULL, 0, 32);
+    uint64_t p = 0;
+    while (p < fi.size) {
+        ssize_t got = read(fd, buf, 1u << 20);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got <= 0)
+            break;
+        crypto_generichash_update(&hs, buf, (size_t)got);
+        p += (uint64_t)got;
+    }
+    rc = p != fi.size ? sl_err_errno(err, "%s: read", dest) : 0;
+    free(buf);
+    close(fd);
+    uint8_t dig[32];
+    crypto_generichash_final(&hs, dig, 32);
+    if (rc)
+        return rc;
+    return sodium_memcmp(dig, fi.digest, 32) == 0;
+}
+
 int sl_chan_client_fetch(sl_chan_client *c, const char *name, const char *dest,
                          sl_chan_progress_fn progress, void *ctx, sl_err *err)
 {
@@ -2172,15 +2234,7 @@ int sl_chan_client_fetch(sl_chan_client *c, const char *name, const char *dest,
         return sl_err_set(err, SL_ELIMIT, "%.80s...: path too long", dest);
     sl_chan_reply r;
     sl_wire_file_info fi;
-    if ((rc = file_request(c, SL_WIRE_APP_FILE_INFO_REQ, name, 0, 0, &r, err)))
-        return rc;
-    if (r.type != SL_WIRE_APP_FILE_INFO)
-        rc = sl_err_set(err, SL_EFORMAT, "fetch '%s': unexpected answer type 0x%04x", name,
-                        r.type);
-    else
-        rc = sl_wire_file_info_decode(r.payload, r.len, &fi, err);
-    sl_chan_reply_free(&r);
-    if (rc)
+    if ((rc = fetch_info(c, name, &fi, err)))
         return rc;
     /* Resume only a partial download of the very same file. */
     uint8_t pdig[32];

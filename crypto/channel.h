@@ -241,6 +241,11 @@ typedef int (*sl_chan_progress_fn)(void *ctx, uint64_t done, uint64_t total);
  * re-establishing the session if needed) up to 3 times. */
 int sl_chan_client_fetch(sl_chan_client *c, const char *name, const char *dest,
                          sl_chan_progress_fn progress, void *ctx, sl_err *err);
+/* 1 when dest already holds the server's file `name` (same size, same
+ * BLAKE2b-256 as the server announces), 0 when it does not (missing or
+ * different), < 0 on error. Transfers no file data: a site restarting with
+ * a complete download keeps it. */
+int sl_chan_client_have(sl_chan_client *c, const char *name, const char *dest, sl_err *err);
 /* Ends the session on both sides (keys and ticket wiped). */
 int sl_chan_client_close(sl_chan_client *c, sl_err *err);
 /* The name the server authenticated us as, and its certificate's name. */

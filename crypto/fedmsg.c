@@ -151,22 +151,27 @@ int sl_fed_join_ok_decode(const uint8_t *buf, size_t n, sl_fed_join_ok *j, sl_er
     return 0;
 }
 
-int sl_fed_u64_encode(uint64_t v, uint8_t **out, size_t *n, sl_err *err)
+int sl_fed_poll_encode(uint64_t round, uint64_t receipt_round, uint8_t **out, size_t *n,
+                       sl_err *err)
 {
     sl_writer w;
-    sl_writer_init(&w, 8);
-    sl_writer_u64le(&w, v);
-    return take(&w, out, n, err, "u64");
+    sl_writer_init(&w, 16);
+    sl_writer_u64le(&w, round);
+    sl_writer_u64le(&w, receipt_round);
+    return take(&w, out, n, err, "POLL");
 }
 
-int sl_fed_u64_decode(const uint8_t *buf, size_t n, uint64_t *v, sl_err *err)
+int sl_fed_poll_decode(const uint8_t *buf, size_t n, uint64_t *round, uint64_t *receipt_round,
+                       sl_err *err)
 {
     sl_reader r;
     sl_reader_init(&r, buf, n);
-    uint64_t x = sl_reader_u64le(&r);
+    uint64_t a = sl_reader_u64le(&r), b = sl_reader_u64le(&r);
     int rc = sl_reader_finish(&r, err, "POLL");
-    if (!rc)
-        *v = x;
+    if (!rc) {
+        *round = a;
+        *receipt_round = b;
+    }
     return rc;
 }
 

@@ -6,7 +6,10 @@
  *   JOIN     c->s  u32 version | blob32 site certificate (DER)
  *   JOIN_OK  s->c  u32 version | blob32 server certificate (DER) |
  *                  u32 n | n x blob32 file name (the model the sites tune)
- *   POLL     c->s  u64 round the site is working on (0: none)
+ *   POLL     c->s  u64 round the site is working on (0: none) | u64 the
+ *                  latest round whose receipt the site holds (0: none);
+ *                  the server sends receipts in round order, so this
+ *                  acknowledges every receipt up to it
  *   WAIT     s->c  u32 milliseconds
  *   DONE     s->c  blob32 reason (printable text)
  *   TASK     s->c  u64 round | u8 kind | body:
@@ -100,8 +103,10 @@ int sl_fed_join_decode(const uint8_t *buf, size_t n, const uint8_t **cert, size_
                        sl_err *err);
 int sl_fed_join_ok_encode(const sl_fed_join_ok *j, uint8_t **out, size_t *n, sl_err *err);
 int sl_fed_join_ok_decode(const uint8_t *buf, size_t n, sl_fed_join_ok *j, sl_err *err);
-int sl_fed_u64_encode(uint64_t v, uint8_t **out, size_t *n, sl_err *err); /* POLL */
-int sl_fed_u64_decode(const uint8_t *buf, size_t n, uint64_t *v, sl_err *err);
+int sl_fed_poll_encode(uint64_t round, uint64_t receipt_round, uint8_t **out, size_t *n,
+                       sl_err *err);
+int sl_fed_poll_decode(const uint8_t *buf, size_t n, uint64_t *round, uint64_t *receipt_round,
+                       sl_err *err);
 int sl_fed_u32_encode(uint32_t v, uint8_t **out, size_t *n, sl_err *err); /* WAIT */
 int sl_fed_u32_decode(const uint8_t *buf, size_t n, uint32_t *v, sl_err *err);
 int sl_fed_text_encode(const char *text, uint8_t **out, size_t *n, sl_err *err); /* DONE */

@@ -28,7 +28,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     sl_err err;
     uint8_t *out;
     size_t n;
-    switch (data[0] % 7) {
+    switch (data[0] % 8) {
     case 0: {
         sl_fed_train t;
         if (sl_fed_train_decode(p, len, &t, &err) == 0) {
@@ -83,6 +83,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         char text[SL_WIRE_MAX_TEXT + 1];
         if (sl_fed_text_decode(p, len, text, &err) == 0) {
             if (sl_fed_text_encode(text, &out, &n, &err))
+                abort();
+            same(out, n, p, len);
+        }
+        break;
+    }
+    case 6: {
+        uint64_t round, receipt;
+        if (sl_fed_poll_decode(p, len, &round, &receipt, &err) == 0) {
+            if (sl_fed_poll_encode(round, receipt, &out, &n, &err))
                 abort();
             same(out, n, p, len);
         }

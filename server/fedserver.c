@@ -7,6 +7,8 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <dirent.h>
+#include <errno.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
@@ -50,8 +52,10 @@ typedef struct site {
     int sampled;           /* in the current round's cohort */
     int step;              /* 0..4: what it has submitted this round */
     uint8_t input[32];     /* SHA-256 of its masked input message */
-    char *receipt;         /* undelivered receipt (malloc'd) */
-    size_t receipt_len;
+    uint64_t *outbox;      /* rounds of undelivered receipts, increasing; each
+                            * is a file in STATE/outbox/SITE/ until the site
+                            * acknowledges it */
+    uint32_t noutbox, capoutbox;
 } site;
 
 typedef struct srv {
@@ -157,6 +161,108 @@ static void chan_log(void *ctx, sl_chan_log_level level, const char *line)
 static int path_in(srv *s, char *out, const char *name, sl_err *err)
 {
     return sl_fs_join(out, PMAX, s->o->state, name, err);
+}
+
+/* ---- receipts: STATE/outbox/SITE/receipt-NNNNNN.json until acknowledged -- */
+
+static int outbox_dir(srv *s, const site *x, char *out, sl_err *err)
+{
+    char sub[PMAX];
+    int rc = sl_fs_join(sub, PMAX, s->o->state, "outbox", err);
+    return rc ? rc : sl_fs_join(out, PMAX, sub, s->rc->sites[x->id - 1], err);
+}
+
+static int outbox_file(srv *s, const site *x, uint64_t round, char *out, sl_err *err)
+{
+    char dir[PMAX], name[64];
+    snprintf(name, sizeof name, "receipt-%06llu.json", (unsigned long long)round);
+    int rc = outbox_dir(s, x, dir, err);
+    return rc ? rc : sl_fs_join(out, PMAX, dir, name, err);
+}
+
+static int outbox_append(site *x, uint64_t round, sl_err *err)
+{
+    if (x->noutbox == x->capoutbox) {
+        uint32_t nc = x->capoutbox ? 2 * x->capoutbox : 8;
+        uint64_t *v = realloc(x->outbox, nc * sizeof *v);
+        if (!v)
+            return sl_err_set(err, SL_ENOMEM, "out of memory");
+        x->outbox = v;
+        x->capoutbox = nc;
+    }
+    x->outbox[x->noutbox++] = round;
+    return 0;
+}
+
+/* Queues the receipt of a round just closed (rounds only increase). */
+static int outbox_push(site *x, uint64_t round, sl_err *err)
+{
+    if (x->noutbox && x->outbox[x->noutbox - 1] >= round)
+        return 0;
+    return outbox_append(x, round, err);
+}
+
+static int u64_cmp(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* The receipts a previous run made and the sites did not acknowledge. */
+static int outbox_load(srv *s, sl_err *err)
+{
+    for (uint32_t i = 0; i < s->nsites; i++) {
+        site *x = &s->sites[i];
+        char dir[PMAX];
+        int rc = outbox_dir(s, x, dir, err);
+        if (rc)
+            return rc;
+        DIR *d = opendir(dir);
+        if (!d) {
+            if (errno == ENOENT)
+                continue;
+            return sl_err_errno(err, "%s: open folder", dir);
+        }
+        struct dirent *e;
+        while ((e = readdir(d))) {
+            unsigned long long r;
+            char back[64];
+            if (sscanf(e->d_name, "receipt-%llu.json", &r) != 1 || r == 0)
+                continue;
+            snprintf(back, sizeof back, "receipt-%06llu.json", r);
+            if (strcmp(back, e->d_name) != 0)
+                continue; /* not a name we write (e.g. a temporary file) */
+            if ((rc = outbox_append(x, r, err))) {
+                closedir(d);
+                return rc;
+            }
+        }
+        closedir(d);
+        qsort(x->outbox, x->noutbox, sizeof *x->outbox, u64_cmp);
+        if (x->noutbox)
+            say(s, "receipts", NULL, "site %s: %u receipt%s not yet acknowledged (rounds %llu..%llu)",
+                s->rc->sites[i], x->noutbox, x->noutbox == 1 ? "" : "s",
+                (unsigned long long)x->outbox[0],
+                (unsigned long long)x->outbox[x->noutbox - 1]);
+    }
+    return 0;
+}
+
+/* The site holds every receipt up to `upto`: their files go. */
+static void outbox_ack(srv *s, site *x, uint64_t upto)
+{
+    uint32_t k = 0;
+    while (k < x->noutbox && x->outbox[k] <= upto) {
+        char p[PMAX];
+        sl_err e = {0};
+        if (!outbox_file(s, x, x->outbox[k], p, &e) && unlink(p) != 0 && errno != ENOENT)
+            say(s, "warning", NULL, "%s: remove: %s", p, strerror(errno));
+        k++;
+    }
+    if (k) {
+        memmove(x->outbox, x->outbox + k, (x->noutbox - k) * sizeof *x->outbox);
+        x->noutbox -= k;
+    }
 }
 
 /* status.json for `sealora-server status` (atomic; failures only logged). */
@@ -671,6 +777,21 @@ static int round_finish(srv *s, sl_err *err)
     json_decref(extra);
     if (rc)
         goto out;
+    /* Receipts go to disk before anything else changes: a restart delivers
+     * them all the same. */
+    for (uint32_t j = 0; j < nc; j++) {
+        site *x = &s->sites[contrib[j] - 1];
+        char *text = NULL, dir[PMAX];
+        size_t tl = 0;
+        if ((rc = sl_auditlog_receipt(s->log, ac[j].site, &text, &tl, err)) ||
+            (rc = outbox_dir(s, x, dir, err)) ||
+            (rc = sl_auditlog_receipt_store(dir, (const uint8_t *)text, tl, s->pk, err)) ||
+            (rc = outbox_push(x, s->round, err))) {
+            free(text);
+            goto out;
+        }
+        free(text);
+    }
     s->ck.acct = acct;
     s->eps = eps.epsilon;
     server_update(s, out, nc);
@@ -679,13 +800,6 @@ static int round_finish(srv *s, sl_err *err)
     memset(&s->ck.pending, 0, sizeof s->ck.pending);
     if ((rc = sl_ckpt_save(s->ck_path, &s->ck, err)))
         goto out;
-    for (uint32_t j = 0; j < nc; j++) {
-        site *x = &s->sites[contrib[j] - 1];
-        free(x->receipt);
-        x->receipt = NULL;
-        if ((rc = sl_auditlog_receipt(s->log, ac[j].site, &x->receipt, &x->receipt_len, err)))
-            goto out;
-    }
     double norm = sl_dp_l2norm(out, dim);
     double t_update = now_s() - t0;
     s->last_loss = evaluate(s);
@@ -795,15 +909,21 @@ static int reply_u32(srv *s, uint16_t type, uint32_t v, sl_err *err)
     return rc;
 }
 
-static int reply_task(srv *s, uint8_t kind, const void *body, size_t len, sl_err *err)
+static int reply_task_at(srv *s, uint64_t round, uint8_t kind, const void *body, size_t len,
+                         sl_err *err)
 {
     uint8_t *p;
     size_t n;
-    int rc = sl_fed_task_encode(s->round, kind, body, len, &p, &n, err);
+    int rc = sl_fed_task_encode(round, kind, body, len, &p, &n, err);
     if (!rc)
         rc = sl_chan_server_reply(s->ch, SL_WIRE_APP_FED_TASK, p, n, err);
     free(p);
     return rc;
+}
+
+static int reply_task(srv *s, uint8_t kind, const void *body, size_t len, sl_err *err)
+{
+    return reply_task_at(s, s->round, kind, body, len, err);
 }
 
 static int on_join(srv *s, site *x, const char *peer, const sl_chan_request *q, sl_err *err)
@@ -853,15 +973,25 @@ static int on_join(srv *s, site *x, const char *peer, const sl_chan_request *q, 
     return rc;
 }
 
-static int on_poll(srv *s, site *x, sl_err *err)
+static int on_poll(srv *s, site *x, const sl_chan_request *q, sl_err *err)
 {
+    uint64_t working = 0, held = 0;
+    sl_err e = {0};
+    if (sl_fed_poll_decode(q->payload, q->len, &working, &held, &e))
+        return sl_chan_server_reply_error(s->ch, SL_WIRE_ERR_MALFORMED, e.msg, err);
     x->last_seen = now_s();
-    if (x->receipt) {
-        int rc = reply_task(s, SL_FED_TASK_RECEIPT, x->receipt, x->receipt_len, err);
-        if (!rc) {
-            free(x->receipt);
-            x->receipt = NULL;
-        }
+    outbox_ack(s, x, held);
+    if (x->noutbox) {
+        /* The oldest receipt first: the next POLL acknowledges it. */
+        char p[PMAX];
+        uint8_t *text = NULL;
+        size_t tl = 0;
+        int rc = outbox_file(s, x, x->outbox[0], p, err);
+        if (!rc)
+            rc = sl_fs_read_all(p, SL_AUDITLOG_MAX_RECORD, &text, &tl, err);
+        if (!rc)
+            rc = reply_task_at(s, x->outbox[0], SL_FED_TASK_RECEIPT, text, tl, err);
+        free(text);
         return rc;
     }
     if (s->phase == PH_DONE) {
@@ -952,7 +1082,7 @@ static int serve(srv *s, int timeout_ms, sl_err *err)
     if (!x->joined)
         return sl_chan_server_reply_error(s->ch, SL_WIRE_ERR_STATE, "join first", err);
     if (q.type == SL_WIRE_APP_FED_POLL)
-        return on_poll(s, x, err);
+        return on_poll(s, x, &q, err);
     if (q.type == SL_WIRE_APP_FED_SUBMIT)
         return on_submit(s, x, q.peer, &q, err);
     return sl_chan_server_reply_error(s->ch, SL_WIRE_ERR_STATE, "unknown request type", err);
@@ -1010,7 +1140,28 @@ static int open_state(srv *s, sl_err *err)
     if (open >= 0 && (uint64_t)open >= s->ck.next_round)
         s->ck.next_round = (uint64_t)open + 1;
     sl_acct_eps e;
-    if (s->ck.pending_round) {
+    if (s->ck.pending_round && last >= 0 && (uint64_t)last >= s->ck.pending_round) {
+        /* Its round_close is in the log but the checkpoint after it is not:
+         * released, its update lost. Charged (worst case, never less than
+         * the log's own mechanism); not abandoned, so the log does not say
+         * so. The sites keep their receipts (written before the close
+         * returned to the round). */
+        uint64_t r = s->ck.pending_round;
+        if ((rc = sl_acct_add_mech(&s->ck.acct, &s->ck.pending, err)) ||
+            (rc = sl_acct_epsilon(&s->ck.acct, s->rc->delta, &e, err)))
+            return rc;
+        s->ck.pending_round = 0;
+        memset(&s->ck.pending, 0, sizeof s->ck.pending);
+        if ((rc = audit_event(s, "round_update_lost",
+                              json_pack("{s:I,s:f}", "round", (json_int_t)r, "epsilon_charged",
+                                        e.epsilon),
+                              0, err)) ||
+            (rc = sl_ckpt_save(s->ck_path, &s->ck, err)))
+            return rc;
+        say(s, "resume", NULL, "round %llu was released but its update was not checkpointed "
+            "before a crash: the update is lost, its budget charged (epsilon now %.4g)",
+            (unsigned long long)r, e.epsilon);
+    } else if (s->ck.pending_round) {
         /* Abandoned by a crash: charge its worst case, released or not. */
         uint64_t r = s->ck.pending_round;
         if ((rc = sl_acct_add_mech(&s->ck.acct, &s->ck.pending, err)) ||
@@ -1128,6 +1279,7 @@ int sl_fedserver_run(const sl_fedserver_opts *o, sl_err *err)
         s.sites[i].id = i + 1;
     if ((rc = load_identity(&s, err)) || (rc = sl_fs_mkdirs(o->state, 0700, err)) ||
         (rc = load_model(&s, err)) || (rc = open_state(&s, err)) ||
+        (rc = outbox_load(&s, err)) ||
         (rc = sl_chan_server_create(&s.cc, &s.ch, err)) || (rc = serve_model(&s, err)) ||
         (rc = sl_chan_server_listen(s.ch, err)))
         goto out;
@@ -1191,7 +1343,7 @@ int sl_fedserver_run(const sl_fedserver_opts *o, sl_err *err)
 out:
     round_reset(&s);
     for (uint32_t i = 0; s.sites && i < s.nsites; i++)
-        free(s.sites[i].receipt);
+        free(s.sites[i].outbox);
     free(s.sites);
     sl_auditlog_free(s.log);
     sl_chan_server_free(s.ch);

@@ -192,7 +192,7 @@ START_TEST(test_report_table_json_svg)
     ck_assert_ptr_nonnull(strstr(out, "result     FAILED"));
     ck_assert_ptr_nonnull(strstr(out, "round 3: the noise present was"));
     ck_assert_ptr_nonnull(strstr(out, "round 3 was released with 1 survivors, below the threshold 2"));
-    ck_assert_ptr_nonnull(strstr(out, "     3  released  distributed"));
+    ck_assert_ptr_nonnull(strstr(out, "     3  released   distributed"));
     free(out);
     uint8_t *s;
     size_t n;

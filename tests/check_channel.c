@@ -648,6 +648,23 @@ START_TEST(test_sockets_call_resend_fetch)
     free(got);
     ck_assert(!sl_fs_exists(part) && !sl_fs_exists(info));
     ck_assert_int_eq(g_first_progress, 0);
+    /* A complete download is recognised; a changed or missing one is not. */
+    ck_assert_int_eq(sl_chan_client_have(c, "emulator.bin", dest, &err), 1);
+    {
+        uint8_t *alt = dup_bytes(data, fsize);
+        alt[fsize / 2] ^= 0x01;
+        sl_test_write(f.dir, "got.bin", alt, fsize);
+        ck_assert_int_eq(sl_chan_client_have(c, "emulator.bin", dest, &err), 0);
+        sl_test_write(f.dir, "got.bin", alt, fsize - 1);
+        ck_assert_int_eq(sl_chan_client_have(c, "emulator.bin", dest, &err), 0);
+        free(alt);
+    }
+    unlink(dest);
+    ck_assert_int_eq(sl_chan_client_have(c, "emulator.bin", dest, &err), 0);
+    ck_assert_int_eq(sl_chan_client_have(c, "nope.bin", dest, &err), SL_ENOTFOUND);
+    ck_assert_msg(sl_chan_client_fetch(c, "emulator.bin", dest, NULL, NULL, &err) == 0, "%s",
+                  err.msg);
+    ck_assert_int_eq(sl_chan_client_have(c, "emulator.bin", dest, &err), 1);
     /* Resume: a partial download of 2 MiB recorded as durable. */
     unlink(dest);
     uint8_t dig[32];

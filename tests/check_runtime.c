@@ -137,10 +137,13 @@ START_TEST(small_messages_round_trip)
     ck_assert_str_eq(k.files[1], "model.safetensors");
     ck_assert_mem_eq(k.cert, cert, 100);
     free(b);
-    uint64_t v64;
-    ck_assert_int_eq(sl_fed_u64_encode(0x0102030405060708ull, &b, &n, &err), 0);
-    ck_assert_int_eq(sl_fed_u64_decode(b, n, &v64, &err), 0);
-    ck_assert(v64 == 0x0102030405060708ull);
+    uint64_t v64 = 0, r64 = 0;
+    ck_assert_int_eq(sl_fed_poll_encode(0x0102030405060708ull, 7, &b, &n, &err), 0);
+    ck_assert_int_eq(sl_fed_poll_decode(b, n, &v64, &r64, &err), 0);
+    ck_assert(v64 == 0x0102030405060708ull && r64 == 7);
+    /* A short or long POLL is refused and leaves the outputs alone. */
+    ck_assert_int_eq(sl_fed_poll_decode(b, n - 1, &v64, &r64, &err), SL_EFORMAT);
+    ck_assert(v64 == 0x0102030405060708ull && r64 == 7);
     free(b);
     char text[SL_WIRE_MAX_TEXT + 1];
     ck_assert_int_eq(sl_fed_text_encode("all 3 rounds done", &b, &n, &err), 0);

@@ -129,11 +129,20 @@ exact_sums "$T/dumps" 1 2
 start_client c --stall-after-masked 3
 wait_for "round 3: phase unmask" "$T/server1.log" 120
 wait_for "round 3: stalling on purpose" "$T/client-c.log" 60
+# The restarted site kept its verified download instead of fetching it again.
+expect_grep "model.safetensors already in the cache \(digest verified\)" "$T/client-c.log"
 kill -9 "$SPID"
 echo "killed the server in round 3"
 grep -q "round 3 released" "$T/server1.log" && fail "round 3 finished before the server was killed"
 kill -9 "$CPID_c"
 start_client c
+# A receipt the server had not delivered when it died (site a's of round 2,
+# moved back into the server's outbox, site a restarted without it) is
+# delivered by the restarted server.
+kill -9 "$CPID_a"
+mkdir -p "$T/state/outbox/a"
+mv "$D/sites/a/state/receipts/receipt-000002.json" "$T/state/outbox/a/"
+start_client a
 [ "$("$S/sealora-server" status --state "$T/state" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["last_completed"])')" = 2 ] \
   || fail "status does not show round 2 as the last completed"
 expect_status 0 "$S/sealora-server" status --state "$T/state"
@@ -142,6 +151,7 @@ cp "$T/state/checkpoint.bin" "$T/ckpt-round2.bin"
 start_server "$T/server2.log" --state "$T/state"
 expect_grep "round 3 was in flight at a crash: abandoned, its budget charged" "$T/server2.log"
 expect_grep "resumed from .*: last completed round 2, next round 4" "$T/server2.log"
+expect_grep "site a: 1 receipt not yet acknowledged \(rounds 2..2\)" "$T/server2.log"
 for _ in $(seq 300); do kill -0 "$SPID" 2>/dev/null || break; sleep 0.5; done
 kill -0 "$SPID" 2>/dev/null && fail "the server did not finish"
 wait "$SPID" || fail "the server exited with an error"
@@ -175,6 +185,8 @@ expect_grep "result +OK" "$T/out"
 # worst case), as the server did.
 expect_grep "rounds +[0-9]+ closed, 4 released, 1 abandoned" "$T/out"
 [ -f "$D/sites/a/state/receipts/receipt-000005.json" ] || fail "site a has no receipt for round 5"
+[ -f "$D/sites/a/state/receipts/receipt-000002.json" ] || fail "the outbox receipt was not delivered"
+[ -z "$(find "$T/state/outbox" -type f)" ] || fail "receipts left unacknowledged in the outbox"
 
 # ---- budget exhaustion: room for one round only (FedAdam, JSON operator lines)
 OPTIMIZER=fedadam run_ini "$D/server/server.ini" 5 1500 0.02
