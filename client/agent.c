@@ -321,6 +321,12 @@ static int on_train(agent *a, uint64_t round, const uint8_t *body, size_t len, s
     float *delta = NULL;
     int layers[SL_FEDMSG_MAX_LAYERS];
     uint32_t me = 0;
+    /* Every member's key comes from its certificate, checked against the
+     * deployment CA here: the server cannot slip in a key of its own. */
+    if ((rc = sl_fed_cohort_verify(&t, a->trust, err))) {
+        sl_err_prefix(err, "round %llu", (unsigned long long)round);
+        goto out;
+    }
     for (uint32_t i = 0; i < t.n_sites; i++)
         if (sodium_memcmp(t.pks[i], a->pk, 32) == 0)
             me = t.ids[i];

@@ -2,6 +2,7 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <sodium.h>
 #include <string.h>
 
 #include "shared/reader.h"
@@ -298,8 +299,13 @@ int sl_fed_train_encode(uint64_t round, const sl_fed_train *t, uint8_t **out, si
     sl_writer_u8(&w, (uint8_t)c->bits);
     sl_writer_u32le(&w, t->n_sites);
     for (uint32_t i = 0; i < t->n_sites; i++) {
+        if (!t->cert_lens[i] || t->cert_lens[i] > SL_WIRE_MAX_CERT) {
+            sl_writer_fini(&w);
+            return sl_err_set(err, SL_ELIMIT, "TRAIN: certificate of site id %u has %u bytes "
+                              "(1..%u)", t->ids[i], t->cert_lens[i], SL_WIRE_MAX_CERT);
+        }
         sl_writer_u32le(&w, t->ids[i]);
-        sl_writer_bytes(&w, t->pks[i], 32);
+        sl_writer_blob32(&w, t->certs[i], t->cert_lens[i]);
     }
     sl_writer_u32le(&w, t->dim);
     uint8_t *v = sl_writer_reserve(&w, (size_t)t->dim * 4);
@@ -319,9 +325,13 @@ void sl_fed_train_fini(sl_fed_train *t)
 {
     free(t->ids);
     free(t->pks);
+    free(t->certs);
+    free(t->cert_lens);
     free(t->global);
     t->ids = NULL;
     t->pks = NULL;
+    t->certs = NULL;
+    t->cert_lens = NULL;
     t->global = NULL;
 }
 
@@ -369,18 +379,27 @@ int sl_fed_train_decode(const uint8_t *body, size_t len, sl_fed_train *out, sl_e
     t.n_sites = sl_reader_u32le(&r);
     if (!sl_reader_ok(&r))
         return sl_reader_finish(&r, err, "TRAIN");
-    if (t.n_sites > SL_SECAGG_MAX_SITES || (size_t)t.n_sites * 36 > sl_reader_remaining(&r))
+    if (t.n_sites > SL_SECAGG_MAX_SITES || (size_t)t.n_sites * 9 > sl_reader_remaining(&r))
         return sl_err_set(err, SL_EFORMAT, "TRAIN: %u sites in the cohort (at most %u, and "
-                          "36 bytes each)", t.n_sites, SL_SECAGG_MAX_SITES);
-    t.ids = malloc((t.n_sites ? t.n_sites : 1) * sizeof *t.ids);
-    t.pks = malloc((t.n_sites ? t.n_sites : 1) * sizeof *t.pks);
-    if (!t.ids || !t.pks) {
+                          "at least 9 bytes each)", t.n_sites, SL_SECAGG_MAX_SITES);
+    size_t ns = t.n_sites ? t.n_sites : 1;
+    t.ids = malloc(ns * sizeof *t.ids);
+    t.pks = calloc(ns, sizeof *t.pks);
+    t.certs = malloc(ns * sizeof *t.certs);
+    t.cert_lens = malloc(ns * sizeof *t.cert_lens);
+    if (!t.ids || !t.pks || !t.certs || !t.cert_lens) {
         rc = sl_err_set(err, SL_ENOMEM, "TRAIN: out of memory for %u sites", t.n_sites);
         goto fail;
     }
     for (uint32_t i = 0; i < t.n_sites; i++) {
+        size_t cl = 0;
         t.ids[i] = sl_reader_u32le(&r);
-        sl_reader_copy(&r, t.pks[i], 32);
+        t.certs[i] = sl_reader_blob32(&r, SL_WIRE_MAX_CERT, &cl);
+        t.cert_lens[i] = (uint32_t)cl;
+        if (sl_reader_ok(&r) && !cl) {
+            rc = sl_err_set(err, SL_EFORMAT, "TRAIN: empty certificate at cohort entry %u", i);
+            goto fail;
+        }
         if (i && t.ids[i] <= t.ids[i - 1] && sl_reader_ok(&r)) {
             rc = sl_err_set(err, SL_EFORMAT, "TRAIN: cohort ids not increasing at entry %u", i);
             goto fail;
@@ -428,6 +447,39 @@ int sl_fed_train_decode(const uint8_t *body, size_t len, sl_fed_train *out, sl_e
     return 0;
 fail:
     sl_fed_train_fini(&t);
+    return rc;
+}
+
+int sl_fed_cohort_verify(sl_fed_train *t, sl_trust *trust, sl_err *err)
+{
+    if (!t->n_sites)
+        return 0;
+    char (*names)[SL_IDENTITY_NAME_MAX + 1] = calloc(t->n_sites, sizeof *names);
+    if (!names)
+        return sl_err_set(err, SL_ENOMEM, "out of memory for %u certificates", t->n_sites);
+    int rc = 0;
+    for (uint32_t i = 0; i < t->n_sites && !rc; i++) {
+        sl_cert *c = NULL;
+        sl_cert_info ci;
+        sl_err e = {0};
+        if (sl_identity_cert_parse_der(t->certs[i], t->cert_lens[i], &c, &e) ||
+            sl_identity_verify(trust, c, SL_IDENTITY_ROLE_SITE, 0, &ci, &e)) {
+            rc = sl_err_set(err, SL_ECRYPTO, "the certificate of cohort member %u is refused: %s",
+                            t->ids[i], e.msg);
+        }
+        sl_identity_cert_free(c);
+        for (uint32_t j = 0; j < i && !rc; j++)
+            if (sodium_memcmp(t->pks[j], ci.pk, 32) == 0 || strcmp(names[j], ci.name) == 0)
+                rc = sl_err_set(err, SL_ECRYPTO, "cohort members %u and %u are the same site "
+                                "('%s')", t->ids[j], t->ids[i], ci.name);
+        if (!rc) {
+            memcpy(t->pks[i], ci.pk, 32);
+            memcpy(names[i], ci.name, sizeof names[i]);
+        }
+    }
+    if (rc)
+        memset(t->pks, 0, (size_t)t->n_sites * sizeof *t->pks);
+    free(names);
     return rc;
 }
 

@@ -25,8 +25,10 @@
  * DP parameters (u32 dim, f64 clip, f64 scale, f64 sigma, u32 threshold,
  * f64 beta, u8 mode, u8 bits, seed[32]), secure-aggregation configuration
  * (u32 cohort, min_cohort, threshold, degree, share_threshold, f64 dropout,
- * u32 dim, u8 bits), the cohort (u32 n, n x (u32 id, Ed25519 pk[32]) in
- * increasing id order), and the global adapter (u32 n, n x f32). Integers
+ * u32 dim, u8 bits), the cohort (u32 n, n x (u32 id, blob32 certificate DER) in
+ * increasing id order; the certificate lets each site check every key
+ * against the deployment CA instead of taking it from the server), and the
+ * global adapter (u32 n, n x f32). Integers
  * and floats little-endian (f64 as its IEEE bits). Every count has a limit
  * checked before allocating; decoders read through sl_reader, refuse
  * trailing bytes and leave outputs untouched on failure. Semantic checks of
@@ -43,6 +45,7 @@
 #include <stdint.h>
 
 #include "crypto/dp.h"
+#include "crypto/identity.h"
 #include "crypto/secagg_config.h"
 #include "shared/err.h"
 #include "shared/wire.h"
@@ -84,7 +87,11 @@ typedef struct sl_fed_train {
     sl_secagg_config sa;
     uint32_t n_sites;
     uint32_t *ids;     /* owned after decode; borrowed for encode */
-    uint8_t (*pks)[32];
+    const uint8_t **certs; /* each site's certificate (DER); the pointer array
+                            * is owned after decode, the bytes borrow the body */
+    uint32_t *cert_lens;   /* owned after decode; borrowed for encode */
+    uint8_t (*pks)[32];    /* not on the wire: zero after decode, for the
+                            * receiver to fill from the verified certificates */
     uint32_t dim;      /* == dp.dim */
     float *global;     /* dim floats; owned after decode, borrowed for encode */
 } sl_fed_train;
@@ -116,6 +123,12 @@ int sl_fed_text_decode(const uint8_t *buf, size_t n, char out[SL_WIRE_MAX_TEXT +
 int sl_fed_task_encode(uint64_t round, uint8_t kind, const void *body, size_t len,
                        uint8_t **out, size_t *n, sl_err *err);
 int sl_fed_task_decode(const uint8_t *buf, size_t n, sl_fed_task *t, sl_err *err);
+/* Checks every cohort member's certificate against trust (the deployment CA
+ * and its revocation list, role site, validity now) and fills t->pks from
+ * them; refuses a member whose certificate does not verify and two members
+ * with the same key or name (SL_ECRYPTO, naming the member). On failure
+ * t->pks is left zero. */
+int sl_fed_cohort_verify(sl_fed_train *t, sl_trust *trust, sl_err *err);
 /* TASK of kind TRAIN. */
 int sl_fed_train_encode(uint64_t round, const sl_fed_train *t, uint8_t **out, size_t *n,
                         sl_err *err);

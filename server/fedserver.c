@@ -48,6 +48,9 @@ typedef struct site {
     uint32_t id;           /* position in [run] sites + 1 */
     int joined;
     uint8_t pk[32];        /* Ed25519 key of its certificate */
+    uint8_t *cert;         /* that certificate (DER, malloc'd): the cohort's
+                            * members check each other's keys with it */
+    size_t cert_len;
     double last_seen;
     int sampled;           /* in the current round's cohort */
     int step;              /* 0..4: what it has submitted this round */
@@ -600,11 +603,14 @@ static int round_start(srv *s, sl_err *err)
     if ((rc = sl_ckpt_save(s->ck_path, &s->ck, err)))
         return rc;
     /* Instructions. */
-    uint32_t *ids = malloc(s->sampled * sizeof *ids);
+    uint32_t *ids = malloc(s->sampled * sizeof *ids), *cert_lens = malloc(s->sampled * 4);
     uint8_t(*pks)[32] = malloc(s->sampled * sizeof *pks);
-    if (!ids || !pks) {
+    const uint8_t **certs = malloc(s->sampled * sizeof *certs);
+    if (!ids || !pks || !certs || !cert_lens) {
         free(ids);
         free(pks);
+        free(certs);
+        free(cert_lens);
         return sl_err_set(err, SL_ENOMEM, "out of memory");
     }
     uint32_t k = 0;
@@ -612,6 +618,8 @@ static int round_start(srv *s, sl_err *err)
         if (s->sites[i].sampled) {
             ids[k] = s->sites[i].id;
             memcpy(pks[k], s->sites[i].pk, 32);
+            certs[k] = s->sites[i].cert;
+            cert_lens[k] = (uint32_t)s->sites[i].cert_len;
             k++;
         }
     sl_fed_train tr;
@@ -631,7 +639,8 @@ static int round_start(srv *s, sl_err *err)
     tr.sa = s->sa;
     tr.n_sites = s->sampled;
     tr.ids = ids;
-    tr.pks = pks;
+    tr.certs = certs;
+    tr.cert_lens = cert_lens;
     tr.dim = dim;
     tr.global = s->lora->params;
     rc = sl_fed_train_encode(s->round, &tr, &s->train_msg, &s->train_len, err);
@@ -640,6 +649,8 @@ static int round_start(srv *s, sl_err *err)
                                      s->sampled, err);
     free(ids);
     free(pks);
+    free(certs);
+    free(cert_lens);
     if (rc)
         return rc;
     s->phase = PH_TRAIN;
@@ -946,6 +957,15 @@ static int on_join(srv *s, site *x, const char *peer, const sl_chan_request *q, 
         say(s, "refused", NULL, "site '%s' joined with the certificate of '%s'", peer, ci.name);
         return sl_chan_server_reply_error(s->ch, SL_WIRE_ERR_APP,
                                           "join refused: certificate of another site", err);
+    }
+    if (!x->cert || x->cert_len != dl || memcmp(x->cert, der, dl) != 0) {
+        uint8_t *copy = malloc(dl);
+        if (!copy)
+            return sl_err_set(err, SL_ENOMEM, "out of memory");
+        memcpy(copy, der, dl);
+        free(x->cert);
+        x->cert = copy;
+        x->cert_len = dl;
     }
     if (!x->joined || sodium_memcmp(x->pk, ci.pk, 32) != 0) {
         memcpy(x->pk, ci.pk, 32);
@@ -1342,8 +1362,10 @@ int sl_fedserver_run(const sl_fedserver_opts *o, sl_err *err)
     }
 out:
     round_reset(&s);
-    for (uint32_t i = 0; s.sites && i < s.nsites; i++)
+    for (uint32_t i = 0; s.sites && i < s.nsites; i++) {
         free(s.sites[i].outbox);
+        free(s.sites[i].cert);
+    }
     free(s.sites);
     sl_auditlog_free(s.log);
     sl_chan_server_free(s.ch);

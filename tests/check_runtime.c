@@ -11,10 +11,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "crypto/fedmsg.h"
 #include "server/checkpoint.h"
 #include "server/runcfg.h"
+#include "shared/fsutil.h"
 #include "shared/lora.h"
 #include "tests/fixtures.h"
 
@@ -58,10 +60,14 @@ static void rand_train(sl_test_rng *r, sl_fed_train *t, uint32_t dim, uint32_t n
     t->sa.bits = 32;
     t->n_sites = n;
     t->ids = malloc(n * sizeof *t->ids);
-    t->pks = malloc(n * sizeof *t->pks);
+    t->certs = malloc(n * sizeof *t->certs);
+    t->cert_lens = malloc(n * sizeof *t->cert_lens);
     for (uint32_t i = 0; i < n; i++) {
         t->ids[i] = 10 + 2 * i;
-        rand_bytes(r, t->pks[i], 32);
+        t->cert_lens[i] = 1 + (uint32_t)(sl_test_rand(r) % 600);
+        uint8_t *c = malloc(t->cert_lens[i]);
+        rand_bytes(r, c, t->cert_lens[i]);
+        t->certs[i] = c;
     }
     t->dim = dim;
     t->global = malloc(dim * sizeof *t->global);
@@ -70,8 +76,11 @@ static void rand_train(sl_test_rng *r, sl_fed_train *t, uint32_t dim, uint32_t n
 
 static void free_train(sl_fed_train *t)
 {
+    for (uint32_t i = 0; i < t->n_sites; i++)
+        free((void *)t->certs[i]);
     free(t->ids);
-    free(t->pks);
+    free(t->certs);
+    free(t->cert_lens);
     free(t->global);
 }
 
@@ -99,7 +108,12 @@ START_TEST(train_round_trip)
         ck_assert_uint_eq(u.sa.cohort, t.sa.cohort);
         ck_assert(u.sa.dropout == t.sa.dropout);
         ck_assert_mem_eq(u.ids, t.ids, t.n_sites * 4);
-        ck_assert_mem_eq(u.pks, t.pks, t.n_sites * 32);
+        for (uint32_t i = 0; i < t.n_sites; i++) {
+            ck_assert_uint_eq(u.cert_lens[i], t.cert_lens[i]);
+            ck_assert_mem_eq(u.certs[i], t.certs[i], t.cert_lens[i]);
+            for (int b = 0; b < 32; b++) /* keys come from verified certificates */
+                ck_assert_uint_eq(u.pks[i][b], 0);
+        }
         ck_assert_mem_eq(u.global, t.global, t.dim * 4);
         sl_fed_train_fini(&u);
         free(buf);
@@ -239,6 +253,12 @@ START_TEST(train_limits)
     t.dim = 63; /* disagrees with the DP dimension */
     ck_assert_int_eq(sl_fed_train_encode(1, &t, &buf, &n, &err), SL_ELIMIT);
     t.dim = 64;
+    uint32_t keep = t.cert_lens[1];
+    t.cert_lens[1] = 0; /* an empty certificate */
+    ck_assert_int_eq(sl_fed_train_encode(1, &t, &buf, &n, &err), SL_ELIMIT);
+    t.cert_lens[1] = SL_WIRE_MAX_CERT + 1;
+    ck_assert_int_eq(sl_fed_train_encode(1, &t, &buf, &n, &err), SL_ELIMIT);
+    t.cert_lens[1] = keep;
     ck_assert_int_eq(sl_fed_train_encode(1, &t, &buf, &n, &err), 0);
     /* A cohort count larger than the bytes that follow is refused before
      * anything is allocated. */
@@ -254,6 +274,136 @@ START_TEST(train_limits)
     ck_assert(strstr(err.msg, "sites") != NULL);
     free(buf);
     free_train(&t);
+}
+END_TEST
+
+/* ---- cohort certificates ------------------------------------------------ */
+
+static const char *in_dir(const char *dir, const char *name)
+{
+    static char b[4][512];
+    static int k;
+    k = (k + 1) % 4;
+    snprintf(b[k], sizeof b[k], "%s/%s", dir, name);
+    return b[k];
+}
+
+/* A certificate (DER) for a fresh key, issued by the CA in dir. */
+static uint8_t *issue_der(const char *dir, const char *name, sl_identity_role role,
+                          uint32_t *len, uint8_t pk[32], sl_cert_info *info)
+{
+    sl_err err = {0};
+    char key[64], crt[64];
+    snprintf(key, sizeof key, "%s.key", name);
+    snprintf(crt, sizeof crt, "%s.crt", name);
+    ck_assert_msg(sl_identity_keygen(in_dir(dir, key), pk, &err) == 0, "%s", err.msg);
+    ck_assert_msg(sl_identity_issue(in_dir(dir, "ca.crt"), in_dir(dir, "ca.key"), name, role, pk,
+                                    NULL, in_dir(dir, crt), info, &err) == 0,
+                  "%s", err.msg);
+    sl_cert *c = NULL;
+    uint8_t *der = NULL;
+    size_t n = 0;
+    ck_assert_int_eq(sl_identity_cert_read(in_dir(dir, crt), &c, &err), 0);
+    ck_assert_int_eq(sl_identity_cert_der(c, &der, &n, &err), 0);
+    sl_identity_cert_free(c);
+    *len = (uint32_t)n;
+    return der;
+}
+
+/* Each site takes the cohort's keys from certificates it checks itself: a
+ * key from another CA, of the server's role, revoked, or a site listed
+ * twice is refused, naming the member; the keys are left zero. */
+START_TEST(cohort_certificates_verified)
+{
+    ck_assert_int_ge(sodium_init(), 0);
+    sl_err err = {0};
+    const char *d = sl_test_tmpdir();
+    char dd[512], od[512];
+    snprintf(dd, sizeof dd, "%s/ca", d);
+    snprintf(od, sizeof od, "%s/other-ca", d);
+    ck_assert_int_eq(sl_fs_mkdirs(dd, 0700, &err), 0);
+    ck_assert_int_eq(sl_fs_mkdirs(od, 0700, &err), 0);
+    ck_assert_int_eq(sl_identity_ca_create(in_dir(dd, "ca.crt"), in_dir(dd, "ca.key"), NULL, &err),
+                     0);
+    ck_assert_int_eq(sl_identity_ca_create(in_dir(od, "ca.crt"), in_dir(od, "ca.key"), NULL, &err),
+                     0);
+    enum { N = 3 };
+    uint8_t pk[N][32], xpk[32];
+    uint8_t *der[N];
+    uint32_t len[N];
+    sl_cert_info ci[N], xi;
+    const char *names[N] = {"a", "b", "c"};
+    for (int i = 0; i < N; i++)
+        der[i] = issue_der(dd, names[i], SL_IDENTITY_ROLE_SITE, &len[i], pk[i], &ci[i]);
+    uint32_t olen[N];
+    memcpy(olen, len, sizeof olen);
+    sl_trust *trust = NULL;
+    ck_assert_int_eq(sl_identity_trust_load(in_dir(dd, "ca.crt"), NULL, &trust, &err), 0);
+    sl_fed_train t;
+    memset(&t, 0, sizeof t);
+    uint32_t ids[N] = {1, 2, 3};
+    const uint8_t *certs[N] = {der[0], der[1], der[2]};
+    uint8_t pks[N][32];
+    t.n_sites = N;
+    t.ids = ids;
+    t.certs = certs;
+    t.cert_lens = len;
+    t.pks = pks;
+    memset(pks, 0, sizeof pks);
+    ck_assert_msg(sl_fed_cohort_verify(&t, trust, &err) == 0, "%s", err.msg);
+    for (int i = 0; i < N; i++)
+        ck_assert_mem_eq(pks[i], pk[i], 32);
+    uint8_t zero[N][32];
+    memset(zero, 0, sizeof zero);
+    /* Another CA. */
+    uint32_t xl;
+    uint8_t *x = issue_der(od, "b", SL_IDENTITY_ROLE_SITE, &xl, xpk, &xi);
+    certs[1] = x;
+    len[1] = xl;
+    memset(pks, 0, sizeof pks);
+    ck_assert_int_eq(sl_fed_cohort_verify(&t, trust, &err), SL_ECRYPTO);
+    ck_assert_msg(strstr(err.msg, "cohort member 2") != NULL, "%s", err.msg);
+    ck_assert_mem_eq(pks, zero, sizeof pks);
+    free(x);
+    /* The server's role. */
+    x = issue_der(dd, "server", SL_IDENTITY_ROLE_SERVER, &xl, xpk, &xi);
+    certs[1] = x;
+    len[1] = xl;
+    ck_assert_int_eq(sl_fed_cohort_verify(&t, trust, &err), SL_ECRYPTO);
+    ck_assert_msg(strstr(err.msg, "cohort member 2") != NULL, "%s", err.msg);
+    free(x);
+    /* A site twice. */
+    certs[1] = der[0];
+    len[1] = len[0];
+    ck_assert_int_eq(sl_fed_cohort_verify(&t, trust, &err), SL_ECRYPTO);
+    ck_assert_msg(strstr(err.msg, "same site") != NULL, "%s", err.msg);
+    ck_assert_mem_eq(pks, zero, sizeof pks);
+    /* Garbage bytes. */
+    uint8_t junk[40] = {0x30, 0x26};
+    certs[1] = junk;
+    len[1] = sizeof junk;
+    ck_assert_int_eq(sl_fed_cohort_verify(&t, trust, &err), SL_ECRYPTO);
+    /* Revoked (a CRL listing site c). */
+    memcpy(len, olen, sizeof len);
+    for (int i = 0; i < N; i++)
+        certs[i] = der[i];
+    sl_identity_revoked rv;
+    memset(&rv, 0, sizeof rv);
+    memcpy(rv.serial, ci[2].serial, ci[2].serial_len);
+    rv.serial_len = ci[2].serial_len;
+    rv.when = time(NULL);
+    ck_assert_int_eq(sl_identity_crl_write(in_dir(dd, "ca.crt"), in_dir(dd, "ca.key"), &rv, 1,
+                                           in_dir(dd, "crl.pem"), &err), 0);
+    sl_trust *t2 = NULL;
+    ck_assert_int_eq(sl_identity_trust_load(in_dir(dd, "ca.crt"), in_dir(dd, "crl.pem"), &t2,
+                                            &err), 0);
+    ck_assert_int_eq(sl_fed_cohort_verify(&t, t2, &err), SL_ECRYPTO);
+    ck_assert_msg(strstr(err.msg, "cohort member 3") != NULL, "%s", err.msg);
+    ck_assert_int_eq(sl_fed_cohort_verify(&t, trust, &err), 0); /* without the CRL */
+    sl_identity_trust_free(t2);
+    sl_identity_trust_free(trust);
+    for (int i = 0; i < N; i++)
+        free(der[i]);
 }
 END_TEST
 
@@ -434,6 +584,7 @@ Suite *runtime_suite(void)
     tcase_add_test(core, train_round_trip);
     tcase_add_test(core, small_messages_round_trip);
     tcase_add_test(core, ckpt_round_trip);
+    tcase_add_test(core, cohort_certificates_verified);
     tcase_add_test(core, runcfg_keys);
     suite_add_tcase(s, core);
     TCase *limits = tcase_create("limits");
