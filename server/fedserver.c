@@ -1160,43 +1160,36 @@ static int open_state(srv *s, sl_err *err)
     if (open >= 0 && (uint64_t)open >= s->ck.next_round)
         s->ck.next_round = (uint64_t)open + 1;
     sl_acct_eps e;
-    if (s->ck.pending_round && last >= 0 && (uint64_t)last >= s->ck.pending_round) {
-        /* Its round_close is in the log but the checkpoint after it is not:
-         * released, its update lost. Charged (worst case, never less than
-         * the log's own mechanism); not abandoned, so the log does not say
-         * so. The sites keep their receipts (written before the close
-         * returned to the round). */
+    if (s->ck.pending_round) {
+        /* In flight at a crash: charged with its worst case, released or
+         * not. If its round_close is in the log the sum was released and
+         * only the update was lost (the sites have their receipts: they are
+         * written before the update); otherwise the round is abandoned,
+         * which the log records for the auditor. */
         uint64_t r = s->ck.pending_round;
+        int released = last >= 0 && (uint64_t)last >= r;
         if ((rc = sl_acct_add_mech(&s->ck.acct, &s->ck.pending, err)) ||
             (rc = sl_acct_epsilon(&s->ck.acct, s->rc->delta, &e, err)))
             return rc;
         s->ck.pending_round = 0;
         memset(&s->ck.pending, 0, sizeof s->ck.pending);
-        if ((rc = audit_event(s, "round_update_lost",
-                              json_pack("{s:I,s:f}", "round", (json_int_t)r, "epsilon_charged",
-                                        e.epsilon),
-                              0, err)) ||
-            (rc = sl_ckpt_save(s->ck_path, &s->ck, err)))
+        rc = released ? audit_event(s, "round_update_lost",
+                                    json_pack("{s:I,s:f}", "round", (json_int_t)r,
+                                              "epsilon_charged", e.epsilon),
+                                    0, err)
+                      : sl_auditlog_round_abandoned(s->log, (int64_t)r, e.epsilon,
+                                                    "in flight at a crash; charged with its "
+                                                    "planned worst case (threshold survivors)",
+                                                    err);
+        if (rc || (rc = sl_ckpt_save(s->ck_path, &s->ck, err)))
             return rc;
-        say(s, "resume", NULL, "round %llu was released but its update was not checkpointed "
-            "before a crash: the update is lost, its budget charged (epsilon now %.4g)",
-            (unsigned long long)r, e.epsilon);
-    } else if (s->ck.pending_round) {
-        /* Abandoned by a crash: charge its worst case, released or not. */
-        uint64_t r = s->ck.pending_round;
-        if ((rc = sl_acct_add_mech(&s->ck.acct, &s->ck.pending, err)) ||
-            (rc = sl_acct_epsilon(&s->ck.acct, s->rc->delta, &e, err)))
-            return rc;
-        s->ck.pending_round = 0;
-        memset(&s->ck.pending, 0, sizeof s->ck.pending);
-        if ((rc = sl_auditlog_round_abandoned(s->log, (int64_t)r, e.epsilon,
-                                              "in flight at a crash; charged with its planned "
-                                              "worst case (threshold survivors)",
-                                              err)) ||
-            (rc = sl_ckpt_save(s->ck_path, &s->ck, err)))
-            return rc;
-        say(s, "resume", NULL, "round %llu was in flight at a crash: abandoned, its budget "
-            "charged (epsilon now %.4g)", (unsigned long long)r, e.epsilon);
+        if (released)
+            say(s, "resume", NULL, "round %llu was released but its update was not "
+                "checkpointed before a crash: the update is lost, its budget charged (epsilon "
+                "now %.4g)", (unsigned long long)r, e.epsilon);
+        else
+            say(s, "resume", NULL, "round %llu was in flight at a crash: abandoned, its budget "
+                "charged (epsilon now %.4g)", (unsigned long long)r, e.epsilon);
     }
     if ((rc = sl_acct_epsilon(&s->ck.acct, s->rc->delta, &e, err)))
         return rc;
