@@ -241,7 +241,8 @@ static int outbox_load(srv *s, sl_err *err)
             }
         }
         closedir(d);
-        qsort(x->outbox, x->noutbox, sizeof *x->outbox, u64_cmp);
+        if (x->noutbox > 1)
+            qsort(x->outbox, x->noutbox, sizeof *x->outbox, u64_cmp);
         if (x->noutbox)
             say(s, "receipts", NULL, "site %s: %u receipt%s not yet acknowledged (rounds %llu..%llu)",
                 s->rc->sites[i], x->noutbox, x->noutbox == 1 ? "" : "s",
