@@ -132,6 +132,8 @@ typedef struct creds {
     char dir[64];
     char ca[PMAX], ca_key[PMAX], crl[PMAX], srv_crt[PMAX], srv_key[PMAX];
     uint32_t nsites;
+    uint8_t **certs;     /* nsites DER certificates: the cohort in TRAIN */
+    uint32_t *cert_lens;
 } creds;
 
 static void site_name(uint32_t i, char out[16])
@@ -165,22 +167,40 @@ static int creds_make(creds *c, uint32_t nsites, sl_err *err)
         (rc = sl_identity_issue(c->ca, c->ca_key, SL_IDENTITY_SERVER_NAME,
                                 SL_IDENTITY_ROLE_SERVER, pk, NULL, c->srv_crt, NULL, err)))
         return rc;
+    c->certs = calloc(nsites, sizeof *c->certs);
+    c->cert_lens = calloc(nsites, sizeof *c->cert_lens);
+    if (!c->certs || !c->cert_lens)
+        return sl_err_set(err, SL_ENOMEM, "out of memory");
     for (uint32_t i = 0; i < nsites; i++) {
         char name[16], crt[PMAX], key[PMAX];
         site_name(i, name);
         site_path(c, i, "crt", crt);
         site_path(c, i, "key", key);
+        sl_cert *cert = NULL;
+        size_t dl = 0;
         if ((rc = sl_identity_keygen(key, pk, err)) ||
             (rc = sl_identity_issue(c->ca, c->ca_key, name, SL_IDENTITY_ROLE_SITE, pk, NULL, crt,
-                                    NULL, err)))
+                                    NULL, err)) ||
+            (rc = sl_identity_cert_read(crt, &cert, err)) ||
+            (rc = sl_identity_cert_der(cert, &c->certs[i], &dl, err))) {
+            sl_identity_cert_free(cert);
             return rc;
+        }
+        sl_identity_cert_free(cert);
+        c->cert_lens[i] = (uint32_t)dl;
         c->nsites = i + 1;
     }
     return 0;
 }
 
-static void creds_remove(const creds *c)
+static void creds_remove(creds *c)
 {
+    for (uint32_t i = 0; c->certs && i < c->nsites; i++)
+        free(c->certs[i]);
+    free(c->certs);
+    free(c->cert_lens);
+    c->certs = NULL;
+    c->cert_lens = NULL;
     sl_err e = {0};
     if (c->dir[0] && sl_fs_remove_flat_dir(c->dir, &e))
         fprintf(stderr, "round: %s (left behind)\n", e.msg);
@@ -280,9 +300,10 @@ static void site_delta(uint32_t site, float *d, uint32_t dim)
     }
 }
 
-/* The round's instructions as the runtime's TRAIN carries them. */
+/* The round's instructions as the runtime's TRAIN carries them (the
+ * cohort as the sites' certificates, which the sites verify). */
 static void train_fill(sl_fed_train *t, const run *r, const sl_dp_params *dp,
-                       const sl_secagg_config *sa, uint32_t *ids, uint8_t (*pks)[32])
+                       const sl_secagg_config *sa, uint32_t *ids)
 {
     memset(t, 0, sizeof *t);
     t->rank = 8;
@@ -299,7 +320,8 @@ static void train_fill(sl_fed_train *t, const run *r, const sl_dp_params *dp,
     t->sa = *sa;
     t->n_sites = r->n;
     t->ids = ids;
-    t->pks = pks;
+    t->certs = (const uint8_t **)r->cr->certs;
+    t->cert_lens = r->cr->cert_lens;
     t->dim = r->dim;
     t->global = (float *)r->global0;
 }
@@ -389,7 +411,7 @@ static int round_start(srv *s, sl_err *err)
         memcpy(pks[i], s->sites[i].pk, 32);
     }
     sl_fed_train tr;
-    train_fill(&tr, r, &s->dpp, &s->sa, ids, pks);
+    train_fill(&tr, r, &s->dpp, &s->sa, ids);
     tr.global = s->global;
     rc = sl_fed_train_encode(1, &tr, &s->train_msg, &s->train_len, err);
     if (!rc)
@@ -636,6 +658,7 @@ typedef struct csite {
     run *r;
     uint32_t i;
     sl_chan_client *ch;
+    sl_trust *trust; /* the CA: checks the cohort's certificates */
     uint8_t *sk; /* sodium_malloc'd Ed25519 secret key */
     uint8_t pk[32];
     float *delta;
@@ -674,6 +697,8 @@ static int on_train(csite *c, const uint8_t *body, size_t len, sl_err *err)
     int rc = sl_fed_train_decode(body, len, &t, err);
     if (rc)
         return rc;
+    if ((rc = sl_fed_cohort_verify(&t, c->trust, err)))
+        goto out;
     uint32_t me = 0;
     for (uint32_t k = 0; k < t.n_sites; k++)
         if (sodium_memcmp(t.pks[k], c->pk, 32) == 0)
@@ -790,7 +815,8 @@ static int secure_site_run(csite *c, sl_err *err)
     if ((rc = sl_identity_load_secret(key, c->sk, err)))
         return rc;
     memcpy(c->pk, c->sk + 32, 32);
-    if ((rc = sl_chan_client_create(&cc, &c->ch, err)) ||
+    if ((rc = sl_identity_trust_load(r->cr->ca, NULL, &c->trust, err)) ||
+        (rc = sl_chan_client_create(&cc, &c->ch, err)) ||
         (rc = sl_chan_client_connect(c->ch, err)) || (rc = site_join(c, crt, err)))
         return rc;
     await_open(r);
@@ -799,7 +825,7 @@ static int secure_site_run(csite *c, sl_err *err)
         uint8_t *p;
         size_t n;
         sl_chan_reply rep;
-        if ((rc = sl_fed_u64_encode(started, &p, &n, err)))
+        if ((rc = sl_fed_poll_encode(started, 0, &p, &n, err)))
             return rc;
         rc = sl_chan_client_call(c->ch, SL_WIRE_APP_FED_POLL, p, n, &rep, err);
         free(p);
@@ -864,6 +890,7 @@ static void *secure_site(void *arg)
     }
     sl_secagg_client_free(c.sa);
     sl_chan_client_free(c.ch);
+    sl_identity_trust_free(c.trust);
     sl_dp_rng_fini(&c.rng);
     if (c.sk)
         sodium_free(c.sk);
@@ -1079,18 +1106,16 @@ static void *plain_server(void *arg)
             s->cpu0 = cpu();
             sl_fed_train tr;
             uint32_t *ids = calloc(r->n, sizeof *ids);
-            uint8_t(*pks)[32] = calloc(r->n, sizeof *pks);
-            if (!ids || !pks) {
+            if (!ids) {
                 sl_err_set(&err, SL_ENOMEM, "out of memory");
             } else {
                 for (uint32_t i = 0; i < r->n; i++)
                     ids[i] = i + 1;
-                train_fill(&tr, r, &s->dp, &s->sa, ids, pks);
+                train_fill(&tr, r, &s->dp, &s->sa, ids);
                 tr.global = s->global;
                 sl_fed_train_encode(1, &tr, &s->train_msg, &s->train_len, &err);
             }
             free(ids);
-            free(pks);
             if (err.code)
                 break;
             s->phase = PH_TRAIN;
