@@ -438,6 +438,18 @@ fail:
 
 enum { LAST_NONE = 0 };
 
+/* An earlier DATA a session accepted and the answer sent to it, kept so a
+ * re-send of any request still in a site's window is answered from here. */
+typedef struct answered {
+    uint64_t counter;
+    uint8_t nonce[SL_WIRE_AEAD_NONCE_BYTES];
+    uint8_t tag[SL_WIRE_TAG_BYTES];
+    uint8_t route[SL_TRANSPORT_ROUTE_MAX];
+    size_t route_len;
+    uint8_t *reply; /* malloc; NULL when the slot is free */
+    size_t reply_len;
+} answered;
+
 typedef struct sess {
     int used;
     int ready;  /* keys usable: not expired, not closed */
@@ -460,6 +472,9 @@ typedef struct sess {
     size_t route_len;
     uint8_t *reply; /* cached answer to the last accepted frame (malloc) */
     size_t reply_len;
+    /* answers to the SL_CHAN_WINDOW - 1 DATA frames accepted before it */
+    answered older[SL_CHAN_WINDOW - 1];
+    unsigned older_next; /* slot the next one goes to */
 } sess;
 
 typedef struct pend {
@@ -522,10 +537,44 @@ static uint64_t snow(const sl_chan_server *s)
 
 static keyslot *skeys(sl_chan_server *s, uint32_t slot) { return &s->keys[slot]; }
 
+static void older_clear(sess *x)
+{
+    for (unsigned j = 0; j < SL_CHAN_WINDOW - 1; j++) {
+        free(x->older[j].reply);
+        memset(&x->older[j], 0, sizeof x->older[j]);
+    }
+    x->older_next = 0;
+}
+
+/* A new DATA is accepted: the answer to the previous one moves to the
+ * ring of older answers (the oldest there is forgotten). */
+static void older_push(sess *x)
+{
+    if (x->last_kind != SL_WIRE_DATA || !x->reply) {
+        free(x->reply);
+        x->reply = NULL;
+        x->reply_len = 0;
+        return;
+    }
+    answered *o = &x->older[x->older_next];
+    x->older_next = (x->older_next + 1) % (SL_CHAN_WINDOW - 1);
+    free(o->reply);
+    o->counter = x->rx_last;
+    memcpy(o->nonce, x->last_nonce, sizeof o->nonce);
+    memcpy(o->tag, x->last_tag, sizeof o->tag);
+    memcpy(o->route, x->route, x->route_len);
+    o->route_len = x->route_len;
+    o->reply = x->reply;
+    o->reply_len = x->reply_len;
+    x->reply = NULL;
+    x->reply_len = 0;
+}
+
 static void sess_destroy(sl_chan_server *s, int i)
 {
     sess *x = &s->sess[i];
     sodium_memzero(skeys(s, (uint32_t)i), sizeof(keyslot));
+    older_clear(x);
     free(x->reply);
     memset(x, 0, sizeof *x);
 }
@@ -719,6 +768,7 @@ static void housekeeping(sl_chan_server *s, uint64_t now)
             sodium_memzero(k->c2s, 32);
             sodium_memzero(k->s2c, 32);
             x->ready = 0;
+            older_clear(x); /* an expired session answers no re-send */
         }
     }
 }
@@ -863,6 +913,23 @@ static int is_resend(sl_chan_server *s, int i, uint8_t *frame, const sl_wire_sea
         sodium_memcmp(x->last_tag, tag, sizeof x->last_tag) != 0)
         return 0;
     return open_in_place(frame, h, skeys(s, (uint32_t)i)->c2s, 1, NULL, NULL) == 0;
+}
+
+/* The ring entry frame re-sends (an earlier DATA of the window: same
+ * counter, nonce and tag, and it authenticates), or NULL. */
+static answered *older_resend(sl_chan_server *s, int i, uint8_t *frame, const sl_wire_sealed *h)
+{
+    sess *x = &s->sess[i];
+    const uint8_t *tag = h->ct + h->ct_len - SL_WIRE_TAG_BYTES;
+    for (unsigned j = 0; j < SL_CHAN_WINDOW - 1; j++) {
+        answered *o = &x->older[j];
+        if (o->reply && o->counter == h->counter &&
+            sodium_memcmp(o->nonce, h->nonce, sizeof o->nonce) == 0 &&
+            sodium_memcmp(o->tag, tag, sizeof o->tag) == 0)
+            return open_in_place(frame, h, skeys(s, (uint32_t)i)->c2s, 1, NULL, NULL) == 0 ? o
+                                                                                         : NULL;
+    }
+    return NULL;
 }
 
 static int on_finish(sl_chan_server *s, const sl_wire_msg *m, uint8_t *frame,
@@ -1051,6 +1118,7 @@ static int on_resume(sl_chan_server *s, const sl_wire_msg *m, const uint8_t *fra
     sodium_memzero(confirm, sizeof confirm);
     memcpy(x->resumed_from, q->ticket, 16);
     memcpy(x->sid, o->sid, 16);
+    older_clear(x);
     x->ready = 1;
     x->rx_last = 0;
     x->tx_next = 1;
@@ -1239,6 +1307,11 @@ static int on_data(sl_chan_server *s, const sl_wire_msg *m, uint8_t *frame, sl_c
             answer_resend(s, x->route, &x->route_len, x->reply, x->reply_len, reply, rlen);
             return 0;
         }
+        answered *o = older_resend(s, i, frame, h);
+        if (o) { /* an earlier request of the site's window, re-sent */
+            answer_resend(s, o->route, &o->route_len, o->reply, o->reply_len, reply, rlen);
+            return 0;
+        }
         return refuse(s, SL_ECRYPTO, SL_WIRE_ERR_REPLAY, reply, rlen, err,
                       "replayed or reordered message: counter %llu is not above %llu",
                       (unsigned long long)h->counter, (unsigned long long)x->rx_last);
@@ -1255,6 +1328,14 @@ static int on_data(sl_chan_server *s, const sl_wire_msg *m, uint8_t *frame, sl_c
     sl_err e2 = {0};
     if (sl_wire_app_decode(pt, ptlen, &a, &e2))
         return refuse(s, SL_EFORMAT, SL_WIRE_ERR_MALFORMED, reply, rlen, err, "%s", e2.msg);
+    older_push(x);
+    /* The site has the answers to everything below its ack: a frame of
+     * those is a replay from now on, not a re-send. */
+    for (unsigned j = 0; j < SL_CHAN_WINDOW - 1; j++)
+        if (x->older[j].reply && x->older[j].counter < h->ack) {
+            free(x->older[j].reply);
+            memset(&x->older[j], 0, sizeof x->older[j]);
+        }
     x->last_kind = SL_WIRE_DATA;
     keep_route(s, x->route, &x->route_len);
     x->rx_last = h->counter;
@@ -1515,13 +1596,25 @@ fail:
 
 /* ---- client --------------------------------------------------------------- */
 
+/* A request of the stream in flight (socket level, see sl_chan_client_send). */
+typedef struct flight {
+    uint64_t counter;
+    uint32_t rid;       /* request id of its last (re)send on the raw socket */
+    uint64_t seq;       /* order of its last (re)send among all sends */
+    uint8_t *frame;     /* the sealed bytes, kept for re-sending (transport buffer) */
+    size_t len;
+    sl_transport_msg held; /* its answer when it came before an earlier one's */
+} flight;
+
 struct sl_chan_client {
     sl_chan_client_cfg cfg;
     own_identity id;
     sl_chan_client_state state;
     keyslot *k; /* sodium_malloc'd */
     uint8_t sid[16];
-    uint64_t tx_next, rx_last, req_counter;
+    uint64_t tx_next, rx_last;
+    uint64_t win[SL_CHAN_WINDOW]; /* counters of the DATA awaiting replies, oldest first */
+    unsigned nwin;
     uint32_t session_ttl, ticket_ttl;
     uint64_t ready_ms;
     char peer[SL_WIRE_MAX_NAME + 1];
@@ -1537,6 +1630,12 @@ struct sl_chan_client {
     uint8_t ticket[16];
     uint64_t ticket_expires_ms;
     sl_transport *tp;
+    /* the stream: a raw REQ socket with requests in flight (fl[k] is win[k]) */
+    sl_transport *ptp;
+    flight fl[SL_CHAN_WINDOW];
+    unsigned nfl;
+    uint32_t next_rid;
+    uint64_t send_seq;
 };
 
 static void clog_(sl_chan_client *c, sl_chan_log_level level, const char *fmt, ...)
@@ -1587,10 +1686,14 @@ fail:
     return rc;
 }
 
+static void stream_abandon(sl_chan_client *c);
+
 void sl_chan_client_free(sl_chan_client *c)
 {
     if (!c)
         return;
+    stream_abandon(c);
+    sl_transport_close(c->ptp);
     sodium_free(c->k);
     sodium_free(c->nk);
     sl_transport_close(c->tp);
@@ -1621,6 +1724,7 @@ static void drop_session(sl_chan_client *c)
     sodium_memzero(c->k->c2s, 32);
     sodium_memzero(c->k->s2c, 32);
     c->state = SL_CHAN_IDLE;
+    c->nwin = 0;
     memset(c->sid, 0, sizeof c->sid);
 }
 
@@ -1893,11 +1997,14 @@ int sl_chan_client_handle(sl_chan_client *c, uint8_t *frame, size_t n, uint8_t *
                       sl_wire_type_name(m.type), (int)c->state);
 }
 
-int sl_chan_client_seal(sl_chan_client *c, uint16_t type, const void *payload, size_t len,
-                        uint8_t **frame, size_t *n, sl_err *err)
+static int seal_data(sl_chan_client *c, int pipelined, uint16_t type, const void *payload,
+                     size_t len, uint8_t **frame, size_t *n, sl_err *err)
 {
     if (c->state != SL_CHAN_READY && c->state != SL_CHAN_REQUEST_SENT)
         return sl_err_set(err, SL_ESTATE, "client: no established session");
+    if (pipelined && c->nwin >= SL_CHAN_WINDOW)
+        return sl_err_set(err, SL_ELIMIT, "client: %u requests in flight already; open a reply "
+                          "first", SL_CHAN_WINDOW);
     if (len > SL_WIRE_MAX_PAYLOAD)
         return sl_err_set(err, SL_ELIMIT, "client: message of %zu bytes exceeds %u", len,
                           SL_WIRE_MAX_PAYLOAD);
@@ -1911,13 +2018,32 @@ int sl_chan_client_seal(sl_chan_client *c, uint16_t type, const void *payload, s
     sl_wire_app_header(f + SL_WIRE_SEALED_HDR, type);
     if (len)
         memcpy(f + SL_WIRE_SEALED_HDR + SL_WIRE_APP_HDR, payload, len);
-    c->req_counter = c->tx_next++;
-    seal_in_place(f, SL_WIRE_DATA, c->sid, c->req_counter, 0, ptlen, c->k->c2s);
+    uint64_t ctr = c->tx_next++;
+    if (!pipelined)
+        c->nwin = 0; /* lockstep: a new request replaces any unanswered one */
+    /* ack: the oldest request still awaiting its reply (this one if none):
+     * the server may forget its answers to everything before it. */
+    seal_in_place(f, SL_WIRE_DATA, c->sid, ctr, c->nwin ? c->win[0] : ctr, ptlen, c->k->c2s);
+    c->win[c->nwin++] = ctr;
     c->state = SL_CHAN_REQUEST_SENT;
     *frame = f;
     *n = fn;
     return 0;
 }
+
+int sl_chan_client_seal(sl_chan_client *c, uint16_t type, const void *payload, size_t len,
+                        uint8_t **frame, size_t *n, sl_err *err)
+{
+    return seal_data(c, 0, type, payload, len, frame, n, err);
+}
+
+int sl_chan_client_seal_pipelined(sl_chan_client *c, uint16_t type, const void *payload,
+                                  size_t len, uint8_t **frame, size_t *n, sl_err *err)
+{
+    return seal_data(c, 1, type, payload, len, frame, n, err);
+}
+
+unsigned sl_chan_client_in_flight(const sl_chan_client *c) { return c->nwin; }
 
 int sl_chan_client_open(sl_chan_client *c, uint8_t *frame, size_t n, sl_wire_app *app,
                         sl_err *err)
@@ -1942,9 +2068,10 @@ int sl_chan_client_open(sl_chan_client *c, uint8_t *frame, size_t n, sl_wire_app
     const sl_wire_sealed *h = &m.u.sealed;
     if (memcmp(h->sid, c->sid, 16) != 0)
         return sl_err_set(err, SL_ECRYPTO, "REPLY for another session");
-    if (h->ack != c->req_counter)
+    if (c->nwin == 0 || h->ack != c->win[0])
         return sl_err_set(err, SL_ECRYPTO, "REPLY answers request %llu, not %llu",
-                          (unsigned long long)h->ack, (unsigned long long)c->req_counter);
+                          (unsigned long long)h->ack,
+                          (unsigned long long)(c->nwin ? c->win[0] : 0));
     if (h->counter <= c->rx_last)
         return sl_err_set(err, SL_ECRYPTO,
                           "replayed or reordered REPLY: counter %llu is not above %llu",
@@ -1958,7 +2085,9 @@ int sl_chan_client_open(sl_chan_client *c, uint8_t *frame, size_t n, sl_wire_app
     if ((rc = sl_wire_app_decode(pt, ptlen, &a, err)))
         return rc;
     c->rx_last = h->counter;
-    c->state = SL_CHAN_READY;
+    c->nwin--;
+    memmove(c->win, c->win + 1, c->nwin * sizeof c->win[0]);
+    c->state = c->nwin ? SL_CHAN_REQUEST_SENT : SL_CHAN_READY;
     if (a.type == SL_WIRE_APP_ERROR) {
         sl_wire_error e;
         if ((rc = sl_wire_app_error_decode(a.payload, a.len, &e, err)))
@@ -2049,6 +2178,9 @@ int sl_chan_client_call(sl_chan_client *c, uint16_t type, const void *payload, s
 {
     memset(reply, 0, sizeof *reply);
     int rc = 0;
+    if (c->nfl)
+        return sl_err_set(err, SL_ESTATE, "client: %u streamed requests are in flight; receive "
+                          "their replies first", c->nfl);
     if (!sl_chan_client_session_fresh(c) && (rc = sl_chan_client_connect(c, err)))
         return rc;
     uint8_t *frame = NULL;
@@ -2071,9 +2203,178 @@ int sl_chan_client_call(sl_chan_client *c, uint16_t type, const void *payload, s
     return 0;
 }
 
+/* ---- the stream: several requests in flight ------------------------------- */
+
+/* Forgets every request in flight (their answers, if any come, are
+ * discarded); the session stays usable. */
+static void stream_abandon(sl_chan_client *c)
+{
+    for (unsigned k = 0; k < c->nfl; k++) {
+        sl_transport_free(c->fl[k].frame);
+        sl_transport_msg_free(&c->fl[k].held);
+    }
+    memset(c->fl, 0, sizeof c->fl);
+    c->nfl = 0;
+    c->nwin = 0;
+    if (c->state == SL_CHAN_REQUEST_SENT)
+        c->state = SL_CHAN_READY;
+}
+
+static int stream_transport(sl_chan_client *c, sl_err *err)
+{
+    if (c->ptp)
+        return 0;
+    sl_transport_opts o = {.max_msg = SL_WIRE_MAX_FRAME,
+                           .send_timeout_ms = c->cfg.timeout_ms,
+                           .sockbuf_bytes = 1 << 20,
+                           .raw = 1};
+    return sl_transport_connect(c->cfg.server, &o, &c->ptp, err);
+}
+
+/* (Re)sends flight k under a new request id: the server tells a re-send on
+ * a new route from REQ's own re-sends, and answers it from its cache. */
+static int stream_put(sl_chan_client *c, unsigned k, sl_err *err)
+{
+    flight *f = &c->fl[k];
+    f->rid = c->next_rid = c->next_rid % 0x7fffffffu + 1;
+    f->seq = ++c->send_seq;
+    return sl_transport_request(c->ptp, f->rid, f->frame, f->len, err);
+}
+
+int sl_chan_client_send(sl_chan_client *c, uint16_t type, const void *payload, size_t len,
+                        sl_err *err)
+{
+    int rc = 0;
+    if (c->nfl >= SL_CHAN_WINDOW)
+        return sl_err_set(err, SL_ELIMIT, "client: %u requests in flight already; receive a "
+                          "reply first", SL_CHAN_WINDOW);
+    if (c->nfl == 0) {
+        c->nwin = 0; /* a lockstep request that timed out is given up */
+        if (!sl_chan_client_session_fresh(c) && (rc = sl_chan_client_connect(c, err)))
+            return rc;
+    }
+    if ((rc = stream_transport(c, err)))
+        return rc;
+    flight *f = &c->fl[c->nfl];
+    memset(f, 0, sizeof *f);
+    if ((rc = sl_chan_client_seal_pipelined(c, type, payload, len, &f->frame, &f->len, err)))
+        return rc;
+    f->counter = c->win[c->nwin - 1];
+    c->nfl++;
+    if ((rc = stream_put(c, c->nfl - 1, err)))
+        stream_abandon(c);
+    return rc;
+}
+
+/* The flight a received frame answers: by the ack of a REPLY (whichever of
+ * its request ids it came back on), else by its request id; -1 if none. */
+static int stream_match(const sl_chan_client *c, const sl_transport_msg *m)
+{
+    sl_wire_msg w;
+    if (sl_wire_decode(m->data, m->len, &w, NULL) == 0 && w.type == SL_WIRE_REPLY) {
+        for (unsigned k = 0; k < c->nfl; k++)
+            if (c->fl[k].counter == w.u.sealed.ack)
+                return (int)k;
+        return -1;
+    }
+    uint32_t id = sl_transport_msg_id(m);
+    for (unsigned k = 0; k < c->nfl; k++)
+        if (id && c->fl[k].rid == id)
+            return (int)k;
+    return -1;
+}
+
+int sl_chan_client_recv(sl_chan_client *c, sl_chan_reply *reply, sl_err *err)
+{
+    memset(reply, 0, sizeof *reply);
+    if (!c->nfl)
+        return sl_err_set(err, SL_ESTATE, "client: no streamed request is in flight");
+    int ivl = c->cfg.resend_ivl_ms > 0 ? c->cfg.resend_ivl_ms : SL_TRANSPORT_DEFAULT_RESEND_MS;
+    uint64_t overdue = ivl < SL_CHAN_OVERDUE_MS ? (uint64_t)ivl : SL_CHAN_OVERDUE_MS;
+    uint64_t start = mono_ms(NULL), last = start;
+    uint64_t deadline = start + (uint64_t)c->cfg.timeout_ms;
+    sl_transport_msg m = {0};
+    int rc = 0;
+    for (;;) {
+        flight *f0 = &c->fl[0];
+        if (f0->held.data) {
+            m = f0->held;
+            memset(&f0->held, 0, sizeof f0->held);
+            break;
+        }
+        /* One connection delivers in order: an answer to a request sent
+         * after this one's last sending means this one's answer was lost
+         * (raw REP drops a reply while the previous one is still being
+         * written). Ask again at once. */
+        for (unsigned k = 1; k < c->nfl; k++)
+            if (c->fl[k].held.data && c->fl[k].seq > f0->seq) {
+                if ((rc = stream_put(c, 0, err)))
+                    goto fail;
+                break;
+            }
+        uint64_t now = mono_ms(NULL);
+        if (now >= deadline) {
+            rc = sl_err_set(err, SL_EIO, "no answer from %s within %d s (is the server running "
+                            "and reachable?)", sl_transport_where(c->ptp),
+                            c->cfg.timeout_ms / 1000);
+            goto fail;
+        }
+        if (now - last >= overdue) {
+            /* Nothing for a while: the connection may have been lost with
+             * the requests on it. Everything in flight goes again, in
+             * order; what the server already answered comes from its cache. */
+            for (unsigned k = 0; k < c->nfl; k++)
+                if (!c->fl[k].held.data && (rc = stream_put(c, k, err)))
+                    goto fail;
+            last = now;
+            overdue = overdue * 2 < (uint64_t)ivl ? overdue * 2 : (uint64_t)ivl;
+            continue;
+        }
+        uint64_t wait = overdue - (now - last);
+        if (wait > deadline - now)
+            wait = deadline - now;
+        if ((rc = sl_transport_recv(c->ptp, (int)wait, &m, err)))
+            goto fail;
+        if (!m.data)
+            continue;
+        last = mono_ms(NULL);
+        int k = stream_match(c, &m);
+        if (k == 0)
+            break;
+        if (k > 0 && !c->fl[k].held.data)
+            c->fl[k].held = m; /* came early: kept until its turn */
+        else
+            sl_transport_msg_free(&m); /* a duplicate, or for a request given up */
+    }
+    sl_wire_app a;
+    unsigned before = c->nwin;
+    rc = sl_chan_client_open(c, m.data, m.len, &a, err);
+    if (rc && c->nwin != before - 1) { /* refused: the stream cannot go on */
+        sl_transport_msg_free(&m);
+        goto fail;
+    }
+    sl_transport_free(c->fl[0].frame);
+    c->nfl--;
+    memmove(c->fl, c->fl + 1, c->nfl * sizeof c->fl[0]);
+    memset(&c->fl[c->nfl], 0, sizeof c->fl[0]);
+    if (rc) { /* the server's authenticated refusal of this request only */
+        sl_transport_msg_free(&m);
+        return rc;
+    }
+    reply->type = a.type;
+    reply->payload = a.payload;
+    reply->len = a.len;
+    reply->msg_ = m.data;
+    return 0;
+fail:
+    stream_abandon(c);
+    return rc;
+}
+
 int sl_chan_client_close(sl_chan_client *c, sl_err *err)
 {
     int rc = 0;
+    stream_abandon(c);
     if (c->state == SL_CHAN_READY || c->state == SL_CHAN_REQUEST_SENT) {
         uint8_t *frame = NULL;
         size_t n = 0;
@@ -2222,6 +2523,24 @@ int sl_chan_client_have(sl_chan_client *c, const char *name, const char *dest, s
     return sodium_memcmp(dig, fi.digest, 32) == 0;
 }
 
+/* One chunk request added to the stream. */
+static int chunk_send(sl_chan_client *c, const char *name, uint64_t off, uint32_t len,
+                      sl_err *err)
+{
+    sl_wire_file_req q;
+    memset(&q, 0, sizeof q);
+    snprintf(q.name, sizeof q.name, "%s", name);
+    q.offset = off;
+    q.len = len;
+    uint8_t *buf = NULL;
+    size_t n = 0;
+    int rc = sl_wire_file_req_encode(&q, &buf, &n, err);
+    if (!rc)
+        rc = sl_chan_client_send(c, SL_WIRE_APP_CHUNK_REQ, buf, n, err);
+    free(buf);
+    return rc;
+}
+
 int sl_chan_client_fetch(sl_chan_client *c, const char *name, const char *dest,
                          sl_chan_progress_fn progress, void *ctx, sl_err *err)
 {
@@ -2285,12 +2604,35 @@ int sl_chan_client_fetch(sl_chan_client *c, const char *name, const char *dest,
                         (unsigned long long)off, (unsigned long long)fi.size);
         goto out;
     }
+    /* Up to SL_CHAN_WINDOW chunk requests in flight: the server reads and
+     * seals the next chunks while this side opens, hashes and writes this
+     * one. Answers come in request order; a failure gives up what is in
+     * flight and asks again from the first byte not yet written. */
+    uint64_t asked = off;
+    int failures = 0;
     while (off < fi.size) {
-        uint32_t want = fi.chunk;
-        if (fi.size - off < want)
-            want = (uint32_t)(fi.size - off);
-        if ((rc = file_request(c, SL_WIRE_APP_CHUNK_REQ, name, off, want, &r, err)))
+        while (rc == 0 && asked < fi.size && sl_chan_client_in_flight(c) < SL_CHAN_WINDOW) {
+            uint32_t len = fi.size - asked < fi.chunk ? (uint32_t)(fi.size - asked) : fi.chunk;
+            rc = chunk_send(c, name, asked, len, err);
+            if (!rc)
+                asked += len;
+        }
+        if (!rc)
+            rc = sl_chan_client_recv(c, &r, err);
+        if (rc == SL_EIO || rc == SL_ESTATE) {
+            stream_abandon(c);
+            if (++failures >= 3)
+                goto out;
+            clog_(c, SL_CHAN_LOG_WARN, "retrying after: %s", err ? err->msg : "error");
+            if (rc == SL_EIO)
+                drop_session(c); /* a fresh session after a timeout */
+            asked = off;
+            rc = 0;
+            continue;
+        }
+        if (rc)
             goto out;
+        uint32_t want = fi.size - off < fi.chunk ? (uint32_t)(fi.size - off) : fi.chunk;
         sl_wire_chunk ch;
         if (r.type != SL_WIRE_APP_CHUNK)
             rc = sl_err_set(err, SL_EFORMAT, "fetch '%s': unexpected answer type 0x%04x", name,
@@ -2305,6 +2647,7 @@ int sl_chan_client_fetch(sl_chan_client *c, const char *name, const char *dest,
             sl_chan_reply_free(&r);
             goto out;
         }
+        failures = 0;
         size_t put = 0;
         while (put < ch.len) {
             ssize_t w = pwrite(fd, ch.data + put, ch.len - put, (off_t)(off + put));
@@ -2362,6 +2705,7 @@ int sl_chan_client_fetch(sl_chan_client *c, const char *name, const char *dest,
     unlink(info);
     rc = sl_fs_sync_dir_of(dest, err);
 out:
+    stream_abandon(c); /* answers still in flight after a stop or failure */
     close(fd);
     return rc;
 }

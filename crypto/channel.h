@@ -21,7 +21,19 @@
  * nonce; the server recognises it after authenticating it and is never
  * processed twice nor treated as an attack: a re-send on the same connection
  * is dropped (the answer is already on its way), a re-send after a reconnect
- * is answered with the reply cached for it. One reply is cached per session.
+ * is answered with the reply cached for it.
+ *
+ * Pipelining: a site may have up to SL_CHAN_WINDOW sealed requests in
+ * flight on one session (sl_chan_client_send/recv, and the chunked fetch),
+ * so its sealing, the transfer and the server's opening overlap. They go on
+ * a second, raw REQ connection with request ids of the channel's own; the
+ * counters still strictly increase, the server still accepts each counter
+ * once and only above the last one it accepted (a gap is accepted: the
+ * missing requests can never be accepted later), and replies are accepted
+ * strictly in request order. The server caches its answers to the last
+ * SL_CHAN_WINDOW requests of a session, so a re-send of any request of the
+ * window (after a lost connection or a reply nanomsg dropped) is answered
+ * from there and never processed twice.
  *
  * Two layers of API: the byte-level state machines (process a frame, get the
  * frame to answer with) that tests and fuzzers drive directly, and the
@@ -55,6 +67,8 @@
 #define SL_CHAN_DEFAULT_CHUNK (1u << 20)   /* transfer chunk, bytes */
 #define SL_CHAN_DEFAULT_TIMEOUT_MS 120000  /* client: wait for one reply */
 #define SL_CHAN_SYNC_EVERY (64u << 20)     /* fetch: fdatasync + checkpoint period, bytes */
+#define SL_CHAN_WINDOW 4u                  /* requests a site may have in flight on a session */
+#define SL_CHAN_OVERDUE_MS 1000            /* stream: first re-send of an unanswered request */
 
 typedef enum sl_chan_log_level { SL_CHAN_LOG_INFO = 1, SL_CHAN_LOG_WARN = 2 } sl_chan_log_level;
 /* Receives one line without newline. Lines name peers and fingerprints,
@@ -195,8 +209,12 @@ int sl_chan_client_session_fresh(const sl_chan_client *c);
  *   start(): HELLO, or RESUME when resume != 0 and a valid ticket is held;
  *   handle(): consumes HELLO_REPLY, FINISH_OK, RESUME_OK; *next is the frame
  *     to send next (FINISH) or NULL once the session is ready;
- *   seal(): a DATA frame for an application message;
- *   open(): consumes the REPLY to the last DATA.
+ *   seal(): a DATA frame for an application message (replacing any DATA
+ *     still unanswered: lockstep);
+ *   seal_pipelined(): a DATA frame added to those in flight (at most
+ *     SL_CHAN_WINDOW; SL_ELIMIT beyond);
+ *   open(): consumes the REPLY to the oldest DATA in flight; a REPLY to any
+ *     other request is refused.
  * A refused frame (bad signature, certificate, tag, counter, wrong type)
  * returns the negative code and leaves the client's state as it was. */
 int sl_chan_client_start(sl_chan_client *c, int resume, uint8_t **frame, size_t *n, sl_err *err);
@@ -204,6 +222,10 @@ int sl_chan_client_handle(sl_chan_client *c, uint8_t *frame, size_t n, uint8_t *
                           size_t *next_n, sl_err *err);
 int sl_chan_client_seal(sl_chan_client *c, uint16_t type, const void *payload, size_t len,
                         uint8_t **frame, size_t *n, sl_err *err);
+int sl_chan_client_seal_pipelined(sl_chan_client *c, uint16_t type, const void *payload,
+                                  size_t len, uint8_t **frame, size_t *n, sl_err *err);
+/* Requests sealed and not yet answered (0..SL_CHAN_WINDOW). */
+unsigned sl_chan_client_in_flight(const sl_chan_client *c);
 /* On success *app views into frame (decrypted in place). An authenticated
  * application error from the server is returned as SL_ENOTFOUND (no such
  * file) or SL_EINVAL with its message. */
@@ -229,6 +251,21 @@ int sl_chan_client_connect(sl_chan_client *c, sl_err *err);
  * next call starts a new one. */
 int sl_chan_client_call(sl_chan_client *c, uint16_t type, const void *payload, size_t len,
                         sl_chan_reply *reply, sl_err *err);
+/* Streaming: send() seals and sends one request without waiting (at most
+ * SL_CHAN_WINDOW in flight, SL_ELIMIT beyond; establishes or resumes the
+ * session first when nothing is in flight); recv() waits for the reply to
+ * the oldest one, in order. The payload is copied at send(). A request
+ * whose answer does not come is sent again, byte for byte (at once when a
+ * later answer shows it was lost, else after SL_CHAN_OVERDUE_MS, doubling
+ * up to resend_ivl_ms), and answered from the server's cache if it was
+ * already processed. When recv() fails (no answer within timeout_ms, a
+ * refused frame, a lost session) everything in flight is given up and the
+ * caller decides what to send again; an authenticated application refusal
+ * fails that request only. sl_chan_client_call is refused while streamed
+ * requests are in flight. */
+int sl_chan_client_send(sl_chan_client *c, uint16_t type, const void *payload, size_t len,
+                        sl_err *err);
+int sl_chan_client_recv(sl_chan_client *c, sl_chan_reply *reply, sl_err *err);
 /* Progress of a fetch: bytes present so far and total. Returning non-zero
  * stops the fetch: the bytes so far are made durable and recorded, and the
  * fetch returns SL_EABORT; the next fetch resumes there. */
@@ -237,8 +274,9 @@ typedef int (*sl_chan_progress_fn)(void *ctx, uint64_t done, uint64_t total);
  * dest.part, with dest.part.info recording the expected digest and the
  * offset made durable so far; an interrupted fetch resumes from there. The
  * whole file's BLAKE2b-256 must match the server's before dest.part is
- * renamed to dest. Chunk requests are idempotent and are retried (after
- * re-establishing the session if needed) up to 3 times. */
+ * renamed to dest. Chunk requests are streamed, SL_CHAN_WINDOW in flight;
+ * they are idempotent and are retried (after re-establishing the session if
+ * needed) up to 3 times without progress. */
 int sl_chan_client_fetch(sl_chan_client *c, const char *name, const char *dest,
                          sl_chan_progress_fn progress, void *ctx, sl_err *err);
 /* 1 when dest already holds the server's file `name` (same size, same

@@ -13,6 +13,8 @@
 struct sl_transport {
     int sock;
     int is_req;
+    int raw; /* REQ side: AF_SP_RAW */
+    int sndto;
     char url[SL_TRANSPORT_URL_MAX];
 };
 
@@ -66,7 +68,8 @@ static int open_socket(const char *addr, const sl_transport_opts *o, int is_req,
         return rc;
     }
     t->is_req = is_req;
-    t->sock = nn_socket(is_req ? AF_SP : AF_SP_RAW, is_req ? NN_REQ : NN_REP);
+    t->raw = is_req && o && o->raw;
+    t->sock = nn_socket(is_req && !t->raw ? AF_SP : AF_SP_RAW, is_req ? NN_REQ : NN_REP);
     if (t->sock < 0) {
         rc = sl_err_set(err, SL_EIO, "%s: nn_socket: %s", t->url, nn_strerror(nn_errno()));
         free(t);
@@ -75,6 +78,7 @@ static int open_socket(const char *addr, const sl_transport_opts *o, int is_req,
     size_t maxmsg = o && o->max_msg ? o->max_msg : (size_t)1 << 20;
     int sndto = o && o->send_timeout_ms ? o->send_timeout_ms : SL_TRANSPORT_DEFAULT_SEND_TIMEOUT_MS;
     int resend = o && o->resend_ivl_ms ? o->resend_ivl_ms : SL_TRANSPORT_DEFAULT_RESEND_MS;
+    t->sndto = sndto;
     const char *what = NULL;
     if (maxmsg > INT_MAX)
         what = "NN_RCVMAXSIZE (too large)";
@@ -91,7 +95,7 @@ static int open_socket(const char *addr, const sl_transport_opts *o, int is_req,
         what = "NN_IPV4ONLY";
     else if (set_int(t->sock, NN_TCP, NN_TCP_NODELAY, 1))
         what = "NN_TCP_NODELAY";
-    else if (is_req && set_int(t->sock, NN_REQ, NN_REQ_RESEND_IVL, resend))
+    else if (is_req && !t->raw && set_int(t->sock, NN_REQ, NN_REQ_RESEND_IVL, resend))
         what = "NN_REQ_RESEND_IVL";
     else if (o && o->sockbuf_bytes > 0 &&
              (set_int(t->sock, NN_SOL_SOCKET, NN_SNDBUF, o->sockbuf_bytes) ||
@@ -139,7 +143,7 @@ int sl_transport_recv(sl_transport *t, int timeout_ms, sl_transport_msg *m, sl_e
     void *buf = NULL, *ctrl = NULL;
     struct nn_iovec iov = {.iov_base = &buf, .iov_len = NN_MSG};
     struct nn_msghdr h = {.msg_iov = &iov, .msg_iovlen = 1};
-    if (!t->is_req) {
+    if (!t->is_req || t->raw) {
         h.msg_control = &ctrl;
         h.msg_controllen = NN_MSG;
     }
@@ -234,6 +238,58 @@ int sl_transport_send_owned(sl_transport *t, void *buf, size_t n, sl_err *err)
         return sl_err_set(err, SL_EIO, "%s: send of %zu bytes: %s", t->url, n, nn_strerror(e));
     }
     return 0;
+}
+
+int sl_transport_request(sl_transport *t, uint32_t id, const void *buf, size_t n, sl_err *err)
+{
+    if (!t->raw)
+        return sl_err_set(err, SL_ESTATE, "%s: request ids need a raw REQ socket", t->url);
+    if (id == 0 || id > 0x7fffffffu)
+        return sl_err_set(err, SL_EINVAL, "%s: request id %u outside 1..0x7fffffff", t->url, id);
+    /* Raw REQ drops what its connection cannot take at once: wait first. */
+    struct nn_pollfd pfd = {.fd = t->sock, .events = NN_POLLOUT};
+    int prc = nn_poll(&pfd, 1, t->sndto);
+    if (prc < 0 && nn_errno() != EINTR)
+        return sl_err_set(err, SL_EIO, "%s: poll: %s", t->url, nn_strerror(nn_errno()));
+    if (prc <= 0 || !(pfd.revents & NN_POLLOUT))
+        return sl_err_set(err, SL_EIO, "%s: cannot send within %d ms (server unreachable?)",
+                          t->url, t->sndto);
+    /* nanomsg 1.1.5's SP_HDR property is a size_t length, then the header:
+     * here the request id, big-endian, top bit set (bottom of the
+     * backtrace). Received routes have the same layout. */
+    enum { HDR = sizeof(size_t) + 4 };
+    _Alignas(max_align_t) uint8_t ctl[NN_CMSG_SPACE(HDR)];
+    memset(ctl, 0, sizeof ctl);
+    struct nn_cmsghdr *c = (struct nn_cmsghdr *)ctl;
+    c->cmsg_len = NN_CMSG_LEN(HDR);
+    c->cmsg_level = PROTO_SP;
+    c->cmsg_type = SP_HDR;
+    uint32_t v = id | 0x80000000u;
+    size_t four = 4;
+    uint8_t *d = NN_CMSG_DATA(c);
+    memcpy(d, &four, sizeof four);
+    d += sizeof four;
+    d[0] = (uint8_t)(v >> 24), d[1] = (uint8_t)(v >> 16), d[2] = (uint8_t)(v >> 8), d[3] = (uint8_t)v;
+    struct nn_iovec iov = {.iov_base = (void *)buf, .iov_len = n};
+    struct nn_msghdr h = {
+        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl, .msg_controllen = sizeof ctl};
+    if (nn_sendmsg(t->sock, &h, 0) < 0)
+        return sl_err_set(err, SL_EIO, "%s: send of %zu bytes: %s", t->url, n,
+                          nn_strerror(nn_errno()));
+    return 0;
+}
+
+uint32_t sl_transport_msg_id(const sl_transport_msg *m)
+{
+    size_t len = 0;
+    if (!m || m->route_len < sizeof len + 4)
+        return 0;
+    memcpy(&len, m->route, sizeof len); /* see sl_transport_request */
+    if (len != 4)
+        return 0;
+    const uint8_t *p = m->route + sizeof len;
+    uint32_t v = (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+    return v & 0x80000000u ? v & 0x7fffffffu : 0;
 }
 
 const char *sl_transport_where(const sl_transport *t) { return t->url; }

@@ -23,6 +23,17 @@
  *   NN_RCVTIMEO/NN_SNDTIMEO  per call / opts.send_timeout_ms.
  *   NN_TCP_NODELAY    on: handshakes are small request/reply exchanges.
  *
+ * Pipelining (sl_transport_connect with opts.raw): a raw REQ socket
+ * (AF_SP_RAW) has no re-send timer and no limit of one request in flight;
+ * every request carries a request id chosen by the caller in its SP header
+ * (sl_transport_request) and the reply comes back with it
+ * (sl_transport_msg_id). Two nanomsg 1.1.5 behaviours matter: raw REQ drops
+ * a request silently when its connection is still busy writing the previous
+ * one, so sl_transport_request first waits (nn_poll, NN_POLLOUT) until the
+ * socket can take it; and raw REP drops a reply silently when the
+ * connection is still busy writing the previous reply, which the caller
+ * must detect (the channel re-asks, see crypto/channel.h).
+ *
  * Ownership: received messages are nanomsg buffers released with
  * sl_transport_msg_free. sl_transport_send_owned takes a buffer from
  * sl_transport_alloc (zero-copy). Not thread-safe: one socket per thread. */
@@ -44,6 +55,7 @@ typedef struct sl_transport_opts {
     int resend_ivl_ms;   /* REQ only; 0 means SL_TRANSPORT_DEFAULT_RESEND_MS */
     int send_timeout_ms; /* 0 means SL_TRANSPORT_DEFAULT_SEND_TIMEOUT_MS; -1 waits forever */
     int sockbuf_bytes;   /* NN_SNDBUF/NN_RCVBUF; 0 keeps nanomsg's 128 KiB */
+    int raw;             /* connect only: a raw REQ socket (requests with ids) */
 } sl_transport_opts;
 
 #define SL_TRANSPORT_ROUTE_MAX 64
@@ -79,6 +91,11 @@ void *sl_transport_alloc(size_t n);
 void sl_transport_free(void *buf);
 /* Sends buf (from sl_transport_alloc) without copying; takes it in every case. */
 int sl_transport_send_owned(sl_transport *t, void *buf, size_t n, sl_err *err);
+/* Raw REQ only: sends a copy of buf as request `id` (1..0x7fffffff), after
+ * waiting up to the send timeout for the connection to take it. */
+int sl_transport_request(sl_transport *t, uint32_t id, const void *buf, size_t n, sl_err *err);
+/* Raw REQ only: the request id a received reply answers, 0 if it has none. */
+uint32_t sl_transport_msg_id(const sl_transport_msg *m);
 /* The URL the socket was bound or connected to. */
 const char *sl_transport_where(const sl_transport *t);
 void sl_transport_close(sl_transport *t);

@@ -262,8 +262,12 @@ int sl_wire_decode(const uint8_t *buf, size_t n, sl_wire_msg *m, sl_err *err)
         if (sl_reader_ok(&r) && s->ct_len < SL_WIRE_TAG_BYTES)
             return sl_err_set(err, SL_EFORMAT, "%s: ciphertext of %zu bytes is shorter than a tag",
                               sl_wire_type_name(type), s->ct_len);
-        if (sl_reader_ok(&r) && type != SL_WIRE_REPLY && s->ack != 0)
+        if (sl_reader_ok(&r) && (type == SL_WIRE_FINISH || type == SL_WIRE_FINISH_OK) &&
+            s->ack != 0)
             return sl_err_set(err, SL_EFORMAT, "%s: ack must be 0", sl_wire_type_name(type));
+        if (sl_reader_ok(&r) && type == SL_WIRE_DATA && s->ack > s->counter)
+            return sl_err_set(err, SL_EFORMAT, "DATA: ack %llu is above its counter %llu",
+                              (unsigned long long)s->ack, (unsigned long long)s->counter);
         break;
     }
     case SL_WIRE_ERROR:

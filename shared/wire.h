@@ -48,7 +48,7 @@ typedef enum sl_wire_type {
     SL_WIRE_FINISH_OK = 4,   /* s->c  sealed: lifetimes, peer name */
     SL_WIRE_RESUME = 5,      /* c->s  ticket, ephemeral key, nonce, MAC */
     SL_WIRE_RESUME_OK = 6,   /* s->c  new session id, ephemeral key, nonce, lifetimes, MAC */
-    SL_WIRE_DATA = 7,        /* c->s  sealed application request */
+    SL_WIRE_DATA = 7,        /* c->s  sealed application request (ack = oldest awaited) */
     SL_WIRE_REPLY = 8,       /* s->c  sealed application reply (ack = request counter) */
     SL_WIRE_ERROR = 9,       /* s->c  plaintext refusal: code, message (unauthenticated) */
 } sl_wire_type;
@@ -102,7 +102,8 @@ typedef struct sl_wire_resume_ok {
 typedef struct sl_wire_sealed {
     uint8_t sid[SL_WIRE_SID_BYTES];
     uint64_t counter; /* sender's message counter, strictly increasing */
-    uint64_t ack;     /* REPLY: counter of the request answered; else 0 */
+    uint64_t ack;     /* REPLY: counter of the request answered; DATA: the oldest
+                       * request (<= counter) still awaiting its reply; else 0 */
     uint8_t nonce[SL_WIRE_AEAD_NONCE_BYTES];
     const uint8_t *ct; /* ciphertext || tag, borrowed */
     size_t ct_len;     /* SL_WIRE_TAG_BYTES..SL_WIRE_MAX_SEALED */

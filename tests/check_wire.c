@@ -70,7 +70,9 @@ static void rand_msg(sl_test_rng *r, uint8_t type, sl_wire_msg *m, uint8_t *pool
         sl_wire_sealed *s = &m->u.sealed;
         rand_bytes(r, s->sid, 16);
         s->counter = sl_test_rand(r);
-        s->ack = type == SL_WIRE_REPLY ? sl_test_rand(r) : 0;
+        s->ack = type == SL_WIRE_REPLY ? sl_test_rand(r)
+                 : type == SL_WIRE_DATA ? sl_test_rand(r) % (s->counter + 1 ? s->counter + 1 : 1)
+                                        : 0;
         rand_bytes(r, s->nonce, 24);
         s->ct_len = 16 + sl_test_rand(r) % (pool_n - 16);
         rand_bytes(r, pool, s->ct_len);
@@ -379,7 +381,8 @@ START_TEST(test_bad_headers)
         ck_assert_int_eq(sl_wire_decode(buf, n, &d, &err), SL_EFORMAT);
     }
     free(buf);
-    /* A non-REPLY sealed frame with an ack, an ERROR with a control byte,
+    /* A FINISH with an ack, a DATA acking above its own counter, an ERROR
+     * with a control byte,
      * a certificate length of zero, an application header with reserved bits. */
     uint8_t ct[16] = {0};
     sl_wire_msg s = {.type = SL_WIRE_REPLY};
@@ -387,9 +390,14 @@ START_TEST(test_bad_headers)
     s.u.sealed.ct_len = 16;
     s.u.sealed.ack = 3;
     ck_assert_int_eq(sl_wire_encode(&s, &buf, &n, NULL), 0);
-    buf[3] = SL_WIRE_DATA;
+    buf[3] = SL_WIRE_FINISH;
     ck_assert_int_eq(sl_wire_decode(buf, n, &d, &err), SL_EFORMAT);
     ck_assert_ptr_nonnull(strstr(err.msg, "ack"));
+    buf[3] = SL_WIRE_DATA; /* counter 0, ack 3 */
+    ck_assert_int_eq(sl_wire_decode(buf, n, &d, &err), SL_EFORMAT);
+    ck_assert_ptr_nonnull(strstr(err.msg, "above its counter"));
+    buf[20] = 3; /* counter 3: acking itself is fine */
+    ck_assert_int_eq(sl_wire_decode(buf, n, &d, &err), 0);
     free(buf);
     sl_wire_msg e = {.type = SL_WIRE_ERROR};
     snprintf(e.u.error.msg, sizeof e.u.error.msg, "abc");
