@@ -2705,7 +2705,16 @@ int sl_chan_client_fetch(sl_chan_client *c, const char *name, const char *dest,
     unlink(info);
     rc = sl_fs_sync_dir_of(dest, err);
 out:
-    stream_abandon(c); /* answers still in flight after a stop or failure */
+    /* After a stop, the chunks in flight are received and dropped: left on
+     * the wire they would reach the server after the next request and be
+     * refused as reordered. After a failure they are given up. */
+    while (rc == SL_EABORT && c->nfl) {
+        sl_chan_reply drop;
+        if (sl_chan_client_recv(c, &drop, NULL))
+            break;
+        sl_chan_reply_free(&drop);
+    }
+    stream_abandon(c);
     close(fd);
     return rc;
 }

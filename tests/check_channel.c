@@ -1,7 +1,8 @@
 /* Channel: handshake, traffic, re-sends, resumption and every refusal the
  * issue lists, driven at the byte level (frames passed by hand, a fake
- * clock) plus one test over real nanomsg sockets on loopback (calls, a REQ
- * re-send answered once, a chunked fetch that resumes). A "rogue" client
+ * clock) plus tests over real nanomsg sockets on loopback (calls, a REQ
+ * re-send answered once, a chunked fetch that resumes, the pipelined
+ * stream with re-sends inside its window). A "rogue" client
  * rebuilt here from docs/protocol.md's key schedule presents certificates
  * and keys a real client would refuse to load: it checks the server's
  * refusals and, when honest, cross-checks the documented key schedule. */
@@ -413,6 +414,101 @@ START_TEST(test_resend_answered_once)
 }
 END_TEST
 
+/* Pipelining at the byte level: four requests in flight, answered from the
+ * cache when re-sent inside the window, refused when replayed after the
+ * site acknowledged them, reordered or altered inside the window; replies
+ * accepted in request order only. */
+START_TEST(test_pipelined_window)
+{
+    fx f;
+    fx_init(&f);
+    sl_chan_server *s = mk_server(&f.scfg);
+    sl_chan_client *c = mk_client(&f.ccfg);
+    handshake(s, c);
+    sl_err err = {0};
+    sl_test_rng rng = {77};
+    uint8_t *d[SL_CHAN_WINDOW], *rep[SL_CHAN_WINDOW] = {0};
+    size_t dn[SL_CHAN_WINDOW], rn[SL_CHAN_WINDOW] = {0};
+    uint8_t pay[SL_CHAN_WINDOW][40];
+    for (unsigned k = 0; k < SL_CHAN_WINDOW; k++) {
+        for (size_t i = 0; i < sizeof pay[k]; i++)
+            pay[k][i] = (uint8_t)sl_test_rand(&rng);
+        ck_assert_int_eq(sl_chan_client_seal_pipelined(c, 3, pay[k], sizeof pay[k], &d[k], &dn[k],
+                                                       &err),
+                         0);
+        ck_assert_uint_eq(sl_chan_client_in_flight(c), k + 1);
+    }
+    uint8_t *extra;
+    size_t en;
+    ck_assert_int_eq(sl_chan_client_seal_pipelined(c, 3, "x", 1, &extra, &en, &err), SL_ELIMIT);
+    ck_assert_uint_eq(sl_chan_client_in_flight(c), SL_CHAN_WINDOW);
+    /* The server takes 1 and 2; then 4 arrives before 3 (a gap: accepted). */
+    const unsigned order[3] = {0, 1, 3};
+    sl_chan_request req;
+    const uint8_t *rp;
+    for (unsigned j = 0; j < 3; j++) {
+        unsigned k = order[j];
+        uint8_t *none = NULL;
+        size_t nl = 0;
+        ck_assert_int_eq(srv(s, d[k], dn[k], &req, &none, &nl, &err), 0);
+        ck_assert_uint_eq(req.len, sizeof pay[k]);
+        ck_assert_mem_eq(req.payload, pay[k], sizeof pay[k]);
+        free((void *)req.payload);
+        uint8_t back = (uint8_t)k;
+        ck_assert_int_eq(sl_chan_server_seal_reply(s, 4, &back, 1, &rp, &rn[k], &err), 0);
+        rep[k] = dup_bytes(rp, rn[k]);
+    }
+    sl_chan_server_stats st0, st1;
+    sl_chan_server_get_stats(s, &st0);
+    /* 3 is now reordered: refused, nothing changes. */
+    uint8_t *r = NULL;
+    size_t rl = 0;
+    ck_assert_int_eq(srv(s, d[2], dn[2], &req, &r, &rl, &err), SL_ECRYPTO);
+    ck_assert_msg(strstr(err.msg, "reordered") != NULL, "%s", err.msg);
+    free(r);
+    /* 1 and 2 re-sent inside the window: the very same answers, processed
+     * once. A flipped bit in a re-send is refused. */
+    for (unsigned k = 0; k < 2; k++) {
+        ck_assert_int_eq(srv(s, d[k], dn[k], &req, &r, &rl, &err), 0);
+        ck_assert_uint_eq(req.type, 0);
+        ck_assert(rl == rn[k] && memcmp(r, rep[k], rl) == 0);
+        free(r);
+        uint8_t *x = dup_bytes(d[k], dn[k]);
+        x[dn[k] - 1 - sl_test_rand(&rng) % 16] ^= 0x08;
+        ck_assert_int_eq(srv(s, x, dn[k], &req, &r, &rl, &err), SL_ECRYPTO);
+        free(r), free(x);
+    }
+    sl_chan_server_get_stats(s, &st1);
+    ck_assert(st1.requests == st0.requests && st1.resent == st0.resent + 2 &&
+              st1.refused == st0.refused + 3);
+    /* The site accepts replies in request order only: 4's before 1's is
+     * refused and changes nothing. */
+    sl_wire_app a;
+    r = dup_bytes(rep[3], rn[3]);
+    ck_assert_int_eq(sl_chan_client_open(c, r, rn[3], &a, &err), SL_ECRYPTO);
+    free(r);
+    for (unsigned k = 0; k < 2; k++) {
+        r = dup_bytes(rep[k], rn[k]);
+        ck_assert_msg(sl_chan_client_open(c, r, rn[k], &a, &err) == 0, "%s", err.msg);
+        ck_assert(a.len == 1 && a.payload[0] == k);
+        free(r);
+    }
+    ck_assert_uint_eq(sl_chan_client_in_flight(c), 2); /* 3 (lost for good) and 4 */
+    /* The next request acknowledges everything: a replay of 1 is now a
+     * replay, not a re-send. */
+    round_trip(s, c, 5, (const uint8_t *)"five", 4);
+    ck_assert_uint_eq(sl_chan_client_in_flight(c), 0);
+    ck_assert_int_eq(srv(s, d[0], dn[0], &req, &r, &rl, &err), SL_ECRYPTO);
+    ck_assert_msg(strstr(err.msg, "replayed") != NULL, "%s", err.msg);
+    free(r);
+    round_trip(s, c, 6, (const uint8_t *)"six", 3);
+    for (unsigned k = 0; k < SL_CHAN_WINDOW; k++)
+        sl_transport_free(d[k]), free(rep[k]);
+    sl_chan_client_free(c);
+    sl_chan_server_free(s);
+}
+END_TEST
+
 START_TEST(test_expiry_and_resumption)
 {
     fx f;
@@ -720,6 +816,89 @@ START_TEST(test_sockets_call_resend_fetch)
     ck_assert_msg(st.resent >= 1, "REQ re-sends seen: %llu", (unsigned long long)st.resent);
     ck_assert(st.refused == 0 && st.sessions == 0);
     free(data);
+    sl_chan_client_free(c);
+    sl_chan_server_free(s);
+}
+END_TEST
+
+
+/* The stream over real sockets: messages of seeded random sizes, up to
+ * SL_CHAN_WINDOW in flight, echoed in order; a slow answer while the site
+ * re-sends everything in flight is processed once. */
+START_TEST(test_sockets_stream)
+{
+    fx f;
+    fx_init(&f);
+    int port = free_port();
+    snprintf(f.scfg.listen, sizeof f.scfg.listen, "127.0.0.1:%d", port);
+    snprintf(f.ccfg.server, sizeof f.ccfg.server, "127.0.0.1:%d", port);
+    f.scfg.clock = NULL;
+    f.ccfg.clock = NULL;
+    f.ccfg.resend_ivl_ms = 100; /* the stream re-sends after 100 ms */
+    f.ccfg.timeout_ms = 20000;
+    sl_chan_server *s = mk_server(&f.scfg);
+    sl_err err = {0};
+    ck_assert_int_eq(sl_chan_server_listen(s, &err), 0);
+    srv_thread t = {.s = s, .delay_ms = 450};
+    pthread_t th;
+    ck_assert_int_eq(pthread_create(&th, NULL, serve, &t), 0);
+    sl_chan_client *c = mk_client(&f.ccfg);
+    sl_test_rng rng = {91};
+    enum { N = 40 };
+    static uint8_t msgs[N][3000];
+    size_t lens[N];
+    for (int i = 0; i < N; i++) {
+        lens[i] = 1 + sl_test_rand(&rng) % sizeof msgs[i];
+        for (size_t j = 0; j < lens[i]; j++)
+            msgs[i][j] = (uint8_t)sl_test_rand(&rng);
+    }
+    int sent = 0, got = 0;
+    while (got < N) {
+        /* a seeded number of sends, then one receive */
+        int burst = 1 + (int)(sl_test_rand(&rng) % SL_CHAN_WINDOW);
+        for (int b = 0; b < burst && sent < N && sent - got < (int)SL_CHAN_WINDOW; b++, sent++)
+            ck_assert_msg(sl_chan_client_send(c, 7, msgs[sent], lens[sent], &err) == 0, "%s",
+                          err.msg);
+        if (sent - got == (int)SL_CHAN_WINDOW) {
+            ck_assert_int_eq(sl_chan_client_send(c, 7, "x", 1, &err), SL_ELIMIT);
+            sl_chan_reply cr;
+            ck_assert_int_eq(sl_chan_client_call(c, 7, "x", 1, &cr, &err), SL_ESTATE);
+        }
+        sl_chan_reply r;
+        ck_assert_msg(sl_chan_client_recv(c, &r, &err) == 0, "%s", err.msg);
+        ck_assert_uint_eq(r.type, 7);
+        ck_assert_uint_eq(r.len, lens[got]);
+        ck_assert_mem_eq(r.payload, msgs[got], lens[got]);
+        sl_chan_reply_free(&r);
+        got++;
+    }
+    /* The server holds type 50 for 450 ms; meanwhile the site re-sends what
+     * is in flight (after 100 ms, then 200 ms). Each is processed once. */
+    sl_chan_server_stats st0, st1;
+    sl_chan_server_get_stats(s, &st0);
+    int before = t.app_requests;
+    ck_assert_int_eq(sl_chan_client_send(c, 50, "slow", 4, &err), 0);
+    ck_assert_int_eq(sl_chan_client_send(c, 8, "quick", 5, &err), 0);
+    sl_chan_reply r;
+    ck_assert_msg(sl_chan_client_recv(c, &r, &err) == 0, "%s", err.msg);
+    ck_assert(r.type == 50 && r.len == 4 && memcmp(r.payload, "slow", 4) == 0);
+    sl_chan_reply_free(&r);
+    ck_assert_msg(sl_chan_client_recv(c, &r, &err) == 0, "%s", err.msg);
+    ck_assert(r.type == 8 && r.len == 5 && memcmp(r.payload, "quick", 5) == 0);
+    sl_chan_reply_free(&r);
+    ck_assert_int_eq(sl_chan_client_recv(c, &r, &err), SL_ESTATE); /* nothing in flight */
+    /* Lockstep calls still work after the stream drained. */
+    ck_assert_msg(sl_chan_client_call(c, 9, "call", 4, &r, &err) == 0, "%s", err.msg);
+    ck_assert_mem_eq(r.payload, "call", 4);
+    sl_chan_reply_free(&r);
+    sl_chan_server_get_stats(s, &st1);
+    ck_assert_int_eq(t.app_requests, before + 3);
+    ck_assert_msg(st1.resent > st0.resent, "re-sends seen: %llu",
+                  (unsigned long long)(st1.resent - st0.resent));
+    ck_assert_uint_eq(st1.refused, 0);
+    ck_assert_int_eq(sl_chan_client_close(c, &err), 0);
+    t.stop = 1;
+    pthread_join(th, NULL);
     sl_chan_client_free(c);
     sl_chan_server_free(s);
 }
@@ -1557,6 +1736,7 @@ Suite *channel_suite(void)
     tcase_add_test(core, test_expiry_and_resumption);
     tcase_add_test(core, test_key_schedule_as_documented);
     tcase_add_test(core, test_sockets_call_resend_fetch);
+    tcase_add_test(core, test_sockets_stream);
     tcase_add_test(core, test_config_files);
     tcase_set_timeout(core, 120);
     suite_add_tcase(s, core);
@@ -1568,6 +1748,7 @@ Suite *channel_suite(void)
     suite_add_tcase(s, lim);
     TCase *bad = tcase_create("malformed");
     tcase_add_test(bad, test_replay_and_reorder);
+    tcase_add_test(bad, test_pipelined_window);
     tcase_add_test(bad, test_flipped_truncated_oversized);
     tcase_add_test(bad, test_wrong_type_for_state);
     tcase_add_test(bad, test_tampered_transcript);
