@@ -2289,8 +2289,13 @@ int sl_chan_client_recv(sl_chan_client *c, sl_chan_reply *reply, sl_err *err)
     memset(reply, 0, sizeof *reply);
     if (!c->nfl)
         return sl_err_set(err, SL_ESTATE, "client: no streamed request is in flight");
+    /* Re-sending too eagerly is not free: a re-send still on its way when
+     * the site has moved on reaches the server as a replay and is refused.
+     * So never before SL_CHAN_OVERDUE_MS, whatever resend_ivl_ms says. */
     int ivl = c->cfg.resend_ivl_ms > 0 ? c->cfg.resend_ivl_ms : SL_TRANSPORT_DEFAULT_RESEND_MS;
-    uint64_t overdue = ivl < SL_CHAN_OVERDUE_MS ? (uint64_t)ivl : SL_CHAN_OVERDUE_MS;
+    if (ivl < SL_CHAN_OVERDUE_MS)
+        ivl = SL_CHAN_OVERDUE_MS;
+    uint64_t overdue = SL_CHAN_OVERDUE_MS;
     uint64_t start = mono_ms(NULL), last = start;
     uint64_t deadline = start + (uint64_t)c->cfg.timeout_ms;
     sl_transport_msg m = {0};

@@ -256,8 +256,8 @@ int sl_chan_client_call(sl_chan_client *c, uint16_t type, const void *payload, s
  * session first when nothing is in flight); recv() waits for the reply to
  * the oldest one, in order. The payload is copied at send(). A request
  * whose answer does not come is sent again, byte for byte (at once when a
- * later answer shows it was lost, else after SL_CHAN_OVERDUE_MS, doubling
- * up to resend_ivl_ms), and answered from the server's cache if it was
+ * later answer shows it was lost, else after SL_CHAN_OVERDUE_MS without any
+ * answer, doubling up to resend_ivl_ms), and answered from the server's cache if it was
  * already processed. When recv() fails (no answer within timeout_ms, a
  * refused frame, a lost session) everything in flight is given up and the
  * caller decides what to send again; an authenticated application refusal

@@ -834,12 +834,12 @@ START_TEST(test_sockets_stream)
     snprintf(f.ccfg.server, sizeof f.ccfg.server, "127.0.0.1:%d", port);
     f.scfg.clock = NULL;
     f.ccfg.clock = NULL;
-    f.ccfg.resend_ivl_ms = 100; /* the stream re-sends after 100 ms */
+    f.ccfg.resend_ivl_ms = 100; /* the stream re-sends after SL_CHAN_OVERDUE_MS */
     f.ccfg.timeout_ms = 20000;
     sl_chan_server *s = mk_server(&f.scfg);
     sl_err err = {0};
     ck_assert_int_eq(sl_chan_server_listen(s, &err), 0);
-    srv_thread t = {.s = s, .delay_ms = 450};
+    srv_thread t = {.s = s, .delay_ms = SL_CHAN_OVERDUE_MS * 3 / 2};
     pthread_t th;
     ck_assert_int_eq(pthread_create(&th, NULL, serve, &t), 0);
     sl_chan_client *c = mk_client(&f.ccfg);
@@ -872,8 +872,8 @@ START_TEST(test_sockets_stream)
         sl_chan_reply_free(&r);
         got++;
     }
-    /* The server holds type 50 for 450 ms; meanwhile the site re-sends what
-     * is in flight (after 100 ms, then 200 ms). Each is processed once. */
+    /* The server holds type 50 for 1.5 s; meanwhile the site re-sends what
+     * is in flight (after 1 s). Each is processed once. */
     sl_chan_server_stats st0, st1;
     sl_chan_server_get_stats(s, &st0);
     int before = t.app_requests;
