@@ -26,10 +26,12 @@
  * answers KEYLIST, DELIVER and UNMASK_REQ with crypto/secagg_client; the
  * server drives crypto/secagg_server, ends each phase when every site has
  * answered, unmasks, decodes (sl_dp_decode) and applies FedAvg. Sites poll
- * with the WAIT the server answers (WAIT_MS, default 250 ms like
- * server/fedserver.c). The sites join, then wait until the server opens
- * the round and poll at once: both rounds leave out the up-to-WAIT_MS delay
- * before a site's first poll of a round, which is the same in both.
+ * with the WAIT the server answers, with server/fedserver.c's policy inside
+ * a round (sl_fedserver_round_wait_ms: 2 ms per site, 20 to 250 ms), capped
+ * by WAIT_MS (default SL_FEDSERVER_WAIT_MS, 250 ms). The
+ * sites join, then wait until the server opens the round and poll at once:
+ * both rounds leave out the up-to-WAIT_MS delay before a site's first poll
+ * of a round, which is the same in both.
  *
  * This is a compact driver of the library calls the runtime makes, not
  * server/fedserver and client/agent themselves (those need a model on disk,
@@ -80,6 +82,7 @@
 #include "crypto/identity.h"
 #include "crypto/secagg_client.h"
 #include "crypto/secagg_server.h"
+#include "server/fedserver.h"
 #include "shared/fsutil.h"
 #include "shared/gpt2.h"
 #include "shared/lora.h"
@@ -89,7 +92,7 @@
 #include "shared/writer.h"
 
 #define MAX_SITES 200u
-#define DEFAULT_WAIT_MS 250u /* server/fedserver.c answers POLL with WAIT 250 ms */
+#define DEFAULT_WAIT_MS SL_FEDSERVER_WAIT_MS /* as server/fedserver.c */
 #define SERVE_MS 100         /* the server's wait for one request, as the runtime's */
 #define CALL_TIMEOUT_MS 60000
 #define PMAX 512
@@ -576,7 +579,12 @@ static int on_poll(srv *s, uint32_t i, sl_err *err)
     }
     if (s->phase == PH_UNMASK && x->step == 3)
         return reply_task(s, SL_FED_TASK_UNMASK_REQ, s->unmask_req, s->unmask_len, err);
-    if ((rc = sl_fed_u32_encode(s->r->wait_ms, &p, &n, err)))
+    /* The runtime's policy (sl_fedserver_round_wait_ms), never above
+     * WAIT_MS: every site is in the round here. */
+    uint32_t ms = sl_fedserver_round_wait_ms(s->r->n);
+    if (ms > s->r->wait_ms)
+        ms = s->r->wait_ms;
+    if ((rc = sl_fed_u32_encode(ms, &p, &n, err)))
         return rc;
     rc = sl_chan_server_reply(s->ch, SL_WIRE_APP_FED_WAIT, p, n, err);
     free(p);
@@ -1463,8 +1471,10 @@ static int one(const creds *cr, uint32_t n, uint32_t dim, double t_train, int st
     double polls = 0;
     for (uint32_t i = 0; i < n; i++)
         polls += sec.ss[i].polls;
-    printf("%u sites (threshold %u, degree %u; polls answered WAIT %u ms)\n", n,
-           sec.plan.p.threshold, sec.st.degree, wait_ms);
+    uint32_t in_round = sl_fedserver_round_wait_ms(n);
+    printf("%u sites (threshold %u, degree %u; polls answered WAIT %u ms, %u ms once a site has "
+           "answered its phase)\n", n, sec.plan.p.threshold, sec.st.degree, wait_ms,
+           in_round < wait_ms ? in_round : wait_ms);
     printf("  local training (one site's: sites train in parallel) %8.3f s  (%d steps)\n",
            t_train, steps);
     printf("  secure aggregation + DP, loopback wall                %8.3f s\n", sec.t_agg);

@@ -39,7 +39,6 @@
 
 #define PMAX 1200
 #define ONLINE_SECONDS 30.0 /* a site seen this recently counts as online */
-#define WAIT_MS 250u
 
 enum { PH_IDLE = 0, PH_TRAIN, PH_SHARES, PH_MASKED, PH_UNMASK, PH_DONE };
 static const char *const phase_name[] = {"idle", "train", "shares", "masked", "unmask", "done"};
@@ -938,6 +937,14 @@ static int reply_task(srv *s, uint8_t kind, const void *body, size_t len, sl_err
     return reply_task_at(s, s->round, kind, body, len, err);
 }
 
+uint32_t sl_fedserver_round_wait_ms(uint32_t cohort)
+{
+    uint64_t ms = (uint64_t)cohort * 1000u / SL_FEDSERVER_ROUND_POLLS;
+    return ms < SL_FEDSERVER_PHASE_WAIT_MS ? SL_FEDSERVER_PHASE_WAIT_MS
+           : ms > SL_FEDSERVER_WAIT_MS     ? SL_FEDSERVER_WAIT_MS
+                                           : (uint32_t)ms;
+}
+
 static int on_join(srv *s, site *x, const char *peer, const sl_chan_request *q, sl_err *err)
 {
     const uint8_t *der;
@@ -1041,8 +1048,12 @@ static int on_poll(srv *s, site *x, const sl_chan_request *q, sl_err *err)
         }
         if (s->phase == PH_UNMASK && x->step == 3)
             return reply_task(s, SL_FED_TASK_UNMASK_REQ, s->unmask_req, s->unmask_len, err);
+        /* Waiting for the rest of the cohort in this phase. */
+        if (s->phase >= PH_TRAIN && s->phase <= PH_UNMASK)
+            return reply_u32(s, SL_WIRE_APP_FED_WAIT, sl_fedserver_round_wait_ms(s->sampled),
+                             err);
     }
-    return reply_u32(s, SL_WIRE_APP_FED_WAIT, WAIT_MS, err);
+    return reply_u32(s, SL_WIRE_APP_FED_WAIT, SL_FEDSERVER_WAIT_MS, err);
 }
 
 static int on_submit(srv *s, site *x, const char *peer, const sl_chan_request *q, sl_err *err)

@@ -20,6 +20,8 @@
  * installs SIGINT/SIGTERM handlers that stop it after the current request. */
 #ifndef SL_FEDSERVER_H
 #define SL_FEDSERVER_H
+#include <stdint.h>
+
 #include "shared/err.h"
 
 typedef struct sl_fedserver_opts {
@@ -36,5 +38,16 @@ typedef struct sl_fedserver_opts {
 int sl_fedserver_run(const sl_fedserver_opts *o, sl_err *err);
 
 #define SL_FEDSERVER_STATUS "status.json"
+/* How long a polling site is told to wait. With nothing to do (between
+ * rounds, not sampled): SL_FEDSERVER_WAIT_MS. Inside a round it belongs
+ * to, once it has answered the current phase: short enough that a phase
+ * change does not cost it up to the long wait, long enough that the cohort
+ * invites at most SL_FEDSERVER_ROUND_POLLS polls per second in all:
+ * sl_fedserver_round_wait_ms(cohort) = 1000 * cohort / ROUND_POLLS ms,
+ * within [SL_FEDSERVER_PHASE_WAIT_MS, SL_FEDSERVER_WAIT_MS]. */
+#define SL_FEDSERVER_WAIT_MS 250u
+#define SL_FEDSERVER_PHASE_WAIT_MS 20u
+#define SL_FEDSERVER_ROUND_POLLS 500u
+uint32_t sl_fedserver_round_wait_ms(uint32_t cohort);
 
 #endif
