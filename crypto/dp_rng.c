@@ -5,17 +5,19 @@
 
 static void refill(sl_dp_rng *r)
 {
-    if (r->seeded) {
-        uint8_t sub[randombytes_SEEDBYTES], idx[8];
-        for (int i = 0; i < 8; i++)
-            idx[i] = (uint8_t)(r->chunk >> (8 * i));
-        crypto_generichash(sub, sizeof sub, idx, sizeof idx, r->key, sizeof r->key);
-        randombytes_buf_deterministic(r->buf, sizeof r->buf, sub);
-        sodium_memzero(sub, sizeof sub);
-        r->chunk++;
-    } else {
-        randombytes_buf(r->buf, sizeof r->buf);
-    }
+    /* System mode: a fresh 256-bit key from the operating system every
+     * SL_DP_RNG_REKEY chunks, expanded in user space like a seeded stream
+     * (one getrandom() of 32 bytes per 1 MiB instead of one of 4 KiB per
+     * 4 KiB: the kernel's generator was most of the DP encoding time). */
+    if (!r->seeded && r->chunk % SL_DP_RNG_REKEY == 0)
+        randombytes_buf(r->key, sizeof r->key);
+    uint8_t sub[randombytes_SEEDBYTES], idx[8];
+    for (int i = 0; i < 8; i++)
+        idx[i] = (uint8_t)(r->chunk >> (8 * i));
+    crypto_generichash(sub, sizeof sub, idx, sizeof idx, r->key, sizeof r->key);
+    randombytes_buf_deterministic(r->buf, sizeof r->buf, sub);
+    sodium_memzero(sub, sizeof sub);
+    r->chunk++;
     r->pos = 0;
 }
 

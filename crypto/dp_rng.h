@@ -1,8 +1,10 @@
 /* crypto/dp_rng.h - the randomness source of the DP mechanisms and of the
  * secure-aggregation state machines. Two kinds:
- *  - system: libsodium's CSPRNG (randombytes_buf), read in buffered chunks
- *    because the sampler draws a few bytes at a time and libsodium 1.0.18
- *    makes one getrandom() call per randombytes_buf;
+ *  - system: a 256-bit key from libsodium's CSPRNG (randombytes_buf, the
+ *    operating system's generator), replaced every SL_DP_RNG_REKEY chunks,
+ *    expanded in 4 KiB chunks as below (ChaCha20 in user space): libsodium
+ *    1.0.18 makes one getrandom() call per randombytes_buf, and reading
+ *    every byte from the kernel dominated the DP encoding;
  *  - seeded: a deterministic stream for tests, simulations and reproducible
  *    benchmarks, built from randombytes_buf_deterministic on consecutive
  *    seeds derived from the 256-bit seed (BLAKE2b keyed by the seed over the
@@ -17,11 +19,12 @@
 
 #define SL_DP_RNG_SEED_BYTES 32
 #define SL_DP_RNG_CHUNK 4096 /* bytes drawn per refill */
+#define SL_DP_RNG_REKEY 256  /* system mode: chunks (1 MiB) per operating-system key */
 
 typedef struct sl_dp_rng {
     int seeded;                       /* 1: deterministic stream */
-    uint8_t key[SL_DP_RNG_SEED_BYTES];/* seeded mode: stream key */
-    uint64_t chunk;                   /* seeded mode: index of the next chunk */
+    uint8_t key[SL_DP_RNG_SEED_BYTES];/* stream key (system mode: from the OS) */
+    uint64_t chunk;                   /* index of the next chunk */
     uint8_t buf[SL_DP_RNG_CHUNK];     /* unread bytes are buf[pos..] */
     size_t pos;                       /* invariant: pos <= SL_DP_RNG_CHUNK */
 } sl_dp_rng;
