@@ -957,8 +957,14 @@ static int on_join(srv *s, site *x, const char *peer, const sl_chan_request *q, 
         sl_identity_verify(s->trust, c, SL_IDENTITY_ROLE_SITE, 0, &ci, &e)) {
         sl_identity_cert_free(c);
         say(s, "refused", NULL, "site '%s': join refused: %s", peer, e.msg);
-        return sl_chan_server_reply_error(s->ch, SL_WIRE_ERR_APP, "join refused: bad certificate",
-                                          err);
+        /* The reason goes back to the site, cut to the wire's limit and
+         * printable ASCII (it names a version or a certificate problem). */
+        char why[SL_WIRE_MAX_TEXT + 1];
+        snprintf(why, sizeof why, "join refused: %s", e.msg);
+        for (char *c = why; *c; c++)
+            if (*c < 0x20 || *c > 0x7e)
+                *c = '?';
+        return sl_chan_server_reply_error(s->ch, SL_WIRE_ERR_APP, why, err);
     }
     sl_identity_cert_free(c);
     if (strcmp(ci.name, peer) != 0) {
