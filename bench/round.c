@@ -90,6 +90,7 @@
 #include "shared/train.h"
 #include "shared/transport.h"
 #include "shared/writer.h"
+#include "shared/sha256.h"
 
 #define MAX_SITES 200u
 #define DEFAULT_WAIT_MS SL_FEDSERVER_WAIT_MS /* as server/fedserver.c */
@@ -612,8 +613,9 @@ static int on_submit(srv *s, uint32_t i, const sl_chan_request *q, sl_err *err)
     }
     if (rc)
         return rc;
-    if (s->phase == PH_MASKED) /* the runtime keeps it for the receipt */
-        crypto_hash_sha256(x->input, m, ml);
+    /* the runtime keeps it for the receipt */
+    if (s->phase == PH_MASKED && (rc = sl_sha256(m, ml, x->input, err)))
+        return rc;
     x->step = s->phase;
     return sl_chan_server_reply(s->ch, SL_WIRE_APP_FED_ACK, NULL, 0, err);
 }

@@ -36,6 +36,7 @@
 #include "shared/modeldir.h"
 #include "shared/tokenizer.h"
 #include "shared/train.h"
+#include "shared/sha256.h"
 
 #define PMAX 1200
 #define ONLINE_SECONDS 30.0 /* a site seen this recently counts as online */
@@ -1097,8 +1098,8 @@ static int on_submit(srv *s, site *x, const char *peer, const sl_chan_request *q
             e.msg);
         return sl_chan_server_reply_error(s->ch, SL_WIRE_ERR_APP, e.msg, err);
     }
-    if (s->phase == PH_MASKED)
-        crypto_hash_sha256(x->input, m, ml);
+    if (s->phase == PH_MASKED && (rc = sl_sha256(m, ml, x->input, err)))
+        return rc;
     x->step = want;
     return sl_chan_server_reply(s->ch, SL_WIRE_APP_FED_ACK, NULL, 0, err);
 }

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "shared/atomicfile.h"
+#include "shared/sha256.h"
 
 int sl_fs_read_all(const char *path, size_t max, uint8_t **out, size_t *len, sl_err *err)
 {
@@ -155,24 +156,27 @@ int sl_fs_sha256(const char *path, uint8_t digest[32], char hex[65], sl_err *err
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return sl_err_errno(err, "%s", path);
-    crypto_hash_sha256_state st;
-    crypto_hash_sha256_init(&st);
+    sl_sha256_ctx *st = NULL;
+    int rc = sl_sha256_begin(&st, err);
     uint8_t buf[1 << 16];
-    for (;;) {
+    while (!rc) {
         ssize_t r = read(fd, buf, sizeof buf);
         if (r < 0 && errno == EINTR)
             continue;
-        if (r < 0) {
-            int rc = sl_err_errno(err, "%s: read", path);
-            close(fd);
-            return rc;
-        }
-        if (r == 0)
+        if (r < 0)
+            rc = sl_err_errno(err, "%s: read", path);
+        else if (r == 0)
             break;
-        crypto_hash_sha256_update(&st, buf, (size_t)r);
+        else
+            rc = sl_sha256_update(st, buf, (size_t)r, err);
     }
     close(fd);
-    crypto_hash_sha256_final(&st, digest);
+    if (rc) {
+        sl_sha256_free(st);
+        return rc;
+    }
+    if ((rc = sl_sha256_end(st, digest, err)))
+        return rc;
     if (hex)
         sodium_bin2hex(hex, 65, digest, 32);
     return 0;
