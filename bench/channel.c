@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -90,12 +91,22 @@ static double median5(double v[5])
     return v[2];
 }
 
-/* MB/s of count n-byte messages through the channel, lockstep or pipelined. */
+/* CPU seconds of the whole process (site, server and nanomsg threads). */
+static double cpu_s(void)
+{
+    struct rusage u;
+    getrusage(RUSAGE_SELF, &u);
+    return (double)(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
+           (double)(u.ru_utime.tv_usec + u.ru_stime.tv_usec) * 1e-6;
+}
+
+/* MB/s of count n-byte messages through the channel, lockstep or pipelined;
+ * *cores: CPU time over wall time (how many cores it kept busy). */
 static double channel_mbs(sl_chan_client *c, const uint8_t *payload, size_t n, size_t count,
-                          int pipelined)
+                          int pipelined, double *cores)
 {
     sl_err err = {0};
-    double t0 = now_s();
+    double t0 = now_s(), c0 = cpu_s();
     size_t sent = 0, got = 0;
     while (got < count) {
         sl_chan_reply rep;
@@ -114,7 +125,10 @@ static double channel_mbs(sl_chan_client *c, const uint8_t *payload, size_t n, s
         sl_chan_reply_free(&rep);
         got++;
     }
-    return (double)count * (double)n / (now_s() - t0) / 1e6;
+    double wall = now_s() - t0;
+    if (cores)
+        *cores = (cpu_s() - c0) / wall;
+    return (double)count * (double)n / wall / 1e6;
 }
 
 /* MB/s of libsodium sealing (and opening) n-byte messages in place. */
@@ -277,8 +291,8 @@ int main(int argc, char **argv)
     getloadavg(load0, 3);
     struct {
         size_t size;
-        double lock, pipe, seal, both;
-    } rows[2] = {{1u << 20, 0, 0, 0, 0}, {64u << 10, 0, 0, 0, 0}};
+        double lock, pipe, seal, both, lock_cores, pipe_cores;
+    } rows[2] = {{1u << 20, 0, 0, 0, 0, 0, 0}, {64u << 10, 0, 0, 0, 0, 0, 0}};
     uint8_t *payload = malloc(1u << 20);
     randombytes_buf(payload, 1u << 20);
     /* Lockstep, pipelined and raw rates alternate in short slices, five
@@ -286,14 +300,16 @@ int main(int argc, char **argv)
     for (int r = 0; r < 2; r++) {
         size_t n = rows[r].size;
         size_t count = ((size_t)(256 * scale) << 20) / n / 5;
-        channel_mbs(c, payload, n, 8, 0); /* warm-up */
-        channel_mbs(c, payload, n, 8, 1);
-        double lock[5], pipe[5], seal[5], both[5];
+        channel_mbs(c, payload, n, 8, 0, NULL); /* warm-up */
+        channel_mbs(c, payload, n, 8, 1, NULL);
+        double lock[5], pipe[5], seal[5], both[5], lc[5], pc[5];
         for (int k = 0; k < 5; k++) {
-            lock[k] = channel_mbs(c, payload, n, count, 0);
-            pipe[k] = channel_mbs(c, payload, n, count, 1);
+            lock[k] = channel_mbs(c, payload, n, count, 0, &lc[k]);
+            pipe[k] = channel_mbs(c, payload, n, count, 1, &pc[k]);
             raw_rates(n, 0.2, &seal[k], &both[k]);
         }
+        rows[r].lock_cores = median5(lc);
+        rows[r].pipe_cores = median5(pc);
         rows[r].lock = median5(lock);
         rows[r].pipe = median5(pipe);
         rows[r].seal = median5(seal);
@@ -309,6 +325,8 @@ int main(int argc, char **argv)
     sl_chan_client_close(c, &err);
     t.stop = 1;
     pthread_join(th, NULL);
+    sl_chan_server_stats sst;
+    sl_chan_server_get_stats(t.s, &sst);
     sl_chan_client_free(c);
     sl_chan_server_free(t.s);
 
@@ -320,16 +338,22 @@ int main(int argc, char **argv)
     printf("  full handshake + close, loopback:   %8.0f /s\n", hs_net);
     printf("  load average before %.2f %.2f %.2f, after %.2f %.2f %.2f (2 cores shared)\n",
            load0[0], load0[1], load0[2], load1[0], load1[1], load1[2]);
-    printf("  medians of 5 slices, MB/s:\n");
-    printf("  %-7s %9s %10s %9s %9s %11s %11s %12s\n", "message", "lockstep", "pipelined",
-           "raw seal", "raw s+o", "pipe/seal", "lock/seal", "pipe/s+o");
+    printf("  medians of 5 slices, MB/s (cores: CPU time / wall time of the channel runs):\n");
+    printf("  %-7s %9s %10s %9s %9s %10s %10s %9s %6s %6s\n", "message", "lockstep", "pipelined",
+           "raw seal", "raw s+o", "pipe/seal", "lock/seal", "pipe/s+o", "cores", "cores");
+    printf("  %-7s %9s %10s %9s %9s %10s %10s %9s %6s %6s\n", "", "", "", "", "", "", "", "",
+           "lock", "pipe");
     for (int r = 0; r < 2; r++)
-        printf("  %-7s %9.0f %10.0f %9.0f %9.0f %10.0f%% %10.0f%% %11.0f%%\n",
+        printf("  %-7s %9.0f %10.0f %9.0f %9.0f %9.0f%% %9.0f%% %8.0f%% %6.2f %6.2f\n",
                rows[r].size == (1u << 20) ? "1 MiB" : "64 KiB", rows[r].lock, rows[r].pipe,
                rows[r].seal, rows[r].both, 100 * rows[r].pipe / rows[r].seal,
-               100 * rows[r].lock / rows[r].seal, 100 * rows[r].pipe / rows[r].both);
+               100 * rows[r].lock / rows[r].seal, 100 * rows[r].pipe / rows[r].both,
+               rows[r].lock_cores, rows[r].pipe_cores);
     printf("  fetch of %zu MiB in 1 MiB chunks, %u in flight: %6.0f MB/s\n", fsize >> 20,
            SL_CHAN_WINDOW, fetch_mbs);
+    printf("  server: %llu requests, %llu re-sends answered from the cache, %llu refused\n",
+           (unsigned long long)sst.requests, (unsigned long long)sst.resent,
+           (unsigned long long)sst.refused);
     char cmd[400];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     if (system(cmd) != 0)

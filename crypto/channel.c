@@ -1601,8 +1601,8 @@ typedef struct flight {
     uint64_t counter;
     uint32_t rid;       /* request id of its last (re)send on the raw socket */
     uint64_t seq;       /* order of its last (re)send among all sends */
-    uint8_t *frame;     /* the sealed bytes, kept for re-sending (transport buffer) */
-    size_t len;
+    uint8_t *frame;     /* the sealed bytes, kept for re-sending (malloc, see frame_get) */
+    size_t len, cap;
     sl_transport_msg held; /* its answer when it came before an earlier one's */
 } flight;
 
@@ -1632,6 +1632,12 @@ struct sl_chan_client {
     sl_transport *tp;
     /* the stream: a raw REQ socket with requests in flight (fl[k] is win[k]) */
     sl_transport *ptp;
+    uint8_t *resv; /* frame of sl_chan_client_reserve, payload filled by the caller */
+    size_t resv_len, resv_cap;
+    /* frame buffers of finished requests, reused: a fresh 1 MiB buffer per
+     * message costs 256 page faults, more than the copy into it */
+    uint8_t *spare[SL_CHAN_WINDOW + 1];
+    size_t spare_cap[SL_CHAN_WINDOW + 1];
     flight fl[SL_CHAN_WINDOW];
     unsigned nfl;
     uint32_t next_rid;
@@ -1693,6 +1699,9 @@ void sl_chan_client_free(sl_chan_client *c)
     if (!c)
         return;
     stream_abandon(c);
+    free(c->resv);
+    for (unsigned k = 0; k <= SL_CHAN_WINDOW; k++)
+        free(c->spare[k]);
     sl_transport_close(c->ptp);
     sodium_free(c->k);
     sodium_free(c->nk);
@@ -1997,8 +2006,11 @@ int sl_chan_client_handle(sl_chan_client *c, uint8_t *frame, size_t n, uint8_t *
                       sl_wire_type_name(m.type), (int)c->state);
 }
 
+/* Seals a DATA frame: of a copy of payload, or (inplace != NULL) of the
+ * frame inplace, a transport buffer of the right size whose payload bytes
+ * are already in place (taken on success only). */
 static int seal_data(sl_chan_client *c, int pipelined, uint16_t type, const void *payload,
-                     size_t len, uint8_t **frame, size_t *n, sl_err *err)
+                     size_t len, uint8_t *inplace, uint8_t **frame, size_t *n, sl_err *err)
 {
     if (c->state != SL_CHAN_READY && c->state != SL_CHAN_REQUEST_SENT)
         return sl_err_set(err, SL_ESTATE, "client: no established session");
@@ -2012,11 +2024,11 @@ static int seal_data(sl_chan_client *c, int pipelined, uint16_t type, const void
         return sl_err_set(err, SL_EINVAL, "client: application type 0 is not allowed");
     size_t ptlen = SL_WIRE_APP_HDR + len;
     size_t fn = SL_WIRE_SEALED_HDR + ptlen + SL_WIRE_TAG_BYTES;
-    uint8_t *f = alloc_frame(fn, err);
+    uint8_t *f = inplace ? inplace : alloc_frame(fn, err);
     if (!f)
         return SL_ENOMEM;
     sl_wire_app_header(f + SL_WIRE_SEALED_HDR, type);
-    if (len)
+    if (len && !inplace)
         memcpy(f + SL_WIRE_SEALED_HDR + SL_WIRE_APP_HDR, payload, len);
     uint64_t ctr = c->tx_next++;
     if (!pipelined)
@@ -2034,13 +2046,13 @@ static int seal_data(sl_chan_client *c, int pipelined, uint16_t type, const void
 int sl_chan_client_seal(sl_chan_client *c, uint16_t type, const void *payload, size_t len,
                         uint8_t **frame, size_t *n, sl_err *err)
 {
-    return seal_data(c, 0, type, payload, len, frame, n, err);
+    return seal_data(c, 0, type, payload, len, NULL, frame, n, err);
 }
 
 int sl_chan_client_seal_pipelined(sl_chan_client *c, uint16_t type, const void *payload,
                                   size_t len, uint8_t **frame, size_t *n, sl_err *err)
 {
-    return seal_data(c, 1, type, payload, len, frame, n, err);
+    return seal_data(c, 1, type, payload, len, NULL, frame, n, err);
 }
 
 unsigned sl_chan_client_in_flight(const sl_chan_client *c) { return c->nwin; }
@@ -2205,12 +2217,62 @@ int sl_chan_client_call(sl_chan_client *c, uint16_t type, const void *payload, s
 
 /* ---- the stream: several requests in flight ------------------------------- */
 
+#define SL_CHAN_SPARE_MAX ((size_t)4 << 20) /* larger frame buffers are not kept */
+
+/* A frame buffer of at least n bytes (*cap set to its size): the smallest
+ * spare that fits, else a new one. */
+static uint8_t *frame_get(sl_chan_client *c, size_t n, size_t *cap, sl_err *err)
+{
+    int best = -1;
+    for (int k = 0; k <= (int)SL_CHAN_WINDOW; k++)
+        if (c->spare[k] && c->spare_cap[k] >= n &&
+            (best < 0 || c->spare_cap[k] < c->spare_cap[best]))
+            best = k;
+    if (best >= 0) {
+        uint8_t *p = c->spare[best];
+        *cap = c->spare_cap[best];
+        c->spare[best] = NULL;
+        return p;
+    }
+    uint8_t *p = malloc(n);
+    if (!p) {
+        sl_err_set(err, SL_ENOMEM, "client: cannot allocate a %zu-byte frame", n);
+        return NULL;
+    }
+    *cap = n;
+    return p;
+}
+
+/* Keeps p (capacity cap) for reuse: in a free slot, else in place of a
+ * smaller spare; buffers above SL_CHAN_SPARE_MAX are freed. */
+static void frame_put(sl_chan_client *c, uint8_t *p, size_t cap)
+{
+    if (!p)
+        return;
+    int slot = -1;
+    for (int k = 0; k <= (int)SL_CHAN_WINDOW; k++) {
+        if (!c->spare[k]) {
+            slot = k;
+            break;
+        }
+        if (slot < 0 || c->spare_cap[k] < c->spare_cap[slot])
+            slot = k;
+    }
+    if (cap > SL_CHAN_SPARE_MAX || (c->spare[slot] && c->spare_cap[slot] >= cap)) {
+        free(p);
+        return;
+    }
+    free(c->spare[slot]);
+    c->spare[slot] = p;
+    c->spare_cap[slot] = cap;
+}
+
 /* Forgets every request in flight (their answers, if any come, are
  * discarded); the session stays usable. */
 static void stream_abandon(sl_chan_client *c)
 {
     for (unsigned k = 0; k < c->nfl; k++) {
-        sl_transport_free(c->fl[k].frame);
+        frame_put(c, c->fl[k].frame, c->fl[k].cap);
         sl_transport_msg_free(&c->fl[k].held);
     }
     memset(c->fl, 0, sizeof c->fl);
@@ -2241,29 +2303,84 @@ static int stream_put(sl_chan_client *c, unsigned k, sl_err *err)
     return sl_transport_request(c->ptp, f->rid, f->frame, f->len, err);
 }
 
-int sl_chan_client_send(sl_chan_client *c, uint16_t type, const void *payload, size_t len,
-                        sl_err *err)
+/* send(), of a copy of payload or of the frame inplace (capacity
+ * inplace_cap, payload in place, see seal_data), which is taken in every
+ * case. */
+static int stream_send(sl_chan_client *c, uint16_t type, const void *payload, size_t len,
+                       uint8_t *inplace, size_t inplace_cap, sl_err *err)
 {
     int rc = 0;
-    if (c->nfl >= SL_CHAN_WINDOW)
-        return sl_err_set(err, SL_ELIMIT, "client: %u requests in flight already; receive a "
-                          "reply first", SL_CHAN_WINDOW);
+    if (c->nfl >= SL_CHAN_WINDOW) {
+        rc = sl_err_set(err, SL_ELIMIT, "client: %u requests in flight already; receive a "
+                        "reply first", SL_CHAN_WINDOW);
+        goto fail;
+    }
     if (c->nfl == 0) {
         c->nwin = 0; /* a lockstep request that timed out is given up */
         if (!sl_chan_client_session_fresh(c) && (rc = sl_chan_client_connect(c, err)))
-            return rc;
+            goto fail;
     }
     if ((rc = stream_transport(c, err)))
-        return rc;
+        goto fail;
+    if (len > SL_WIRE_MAX_PAYLOAD) {
+        rc = sl_err_set(err, SL_ELIMIT, "client: message of %zu bytes exceeds %u", len,
+                        SL_WIRE_MAX_PAYLOAD);
+        goto fail;
+    }
+    if (!inplace) {
+        inplace = frame_get(c, SL_WIRE_SEALED_HDR + SL_WIRE_APP_HDR + len + SL_WIRE_TAG_BYTES,
+                            &inplace_cap, err);
+        if (!inplace)
+            return SL_ENOMEM;
+        if (len)
+            memcpy(inplace + SL_WIRE_SEALED_HDR + SL_WIRE_APP_HDR, payload, len);
+    }
     flight *f = &c->fl[c->nfl];
     memset(f, 0, sizeof *f);
-    if ((rc = sl_chan_client_seal_pipelined(c, type, payload, len, &f->frame, &f->len, err)))
-        return rc;
+    if ((rc = seal_data(c, 1, type, NULL, len, inplace, &f->frame, &f->len, err)))
+        goto fail;
+    f->cap = inplace_cap;
     f->counter = c->win[c->nwin - 1];
     c->nfl++;
     if ((rc = stream_put(c, c->nfl - 1, err)))
-        stream_abandon(c);
+        stream_abandon(c); /* frees the frame with the others */
     return rc;
+fail:
+    frame_put(c, inplace, inplace_cap);
+    return rc;
+}
+
+int sl_chan_client_send(sl_chan_client *c, uint16_t type, const void *payload, size_t len,
+                        sl_err *err)
+{
+    return stream_send(c, type, payload, len, NULL, 0, err);
+}
+
+int sl_chan_client_reserve(sl_chan_client *c, size_t len, uint8_t **buf, sl_err *err)
+{
+    if (len > SL_WIRE_MAX_PAYLOAD)
+        return sl_err_set(err, SL_ELIMIT, "client: message of %zu bytes exceeds %u", len,
+                          SL_WIRE_MAX_PAYLOAD);
+    size_t cap = 0;
+    uint8_t *f = frame_get(c, SL_WIRE_SEALED_HDR + SL_WIRE_APP_HDR + len + SL_WIRE_TAG_BYTES,
+                           &cap, err);
+    if (!f)
+        return SL_ENOMEM;
+    frame_put(c, c->resv, c->resv_cap);
+    c->resv = f;
+    c->resv_len = len;
+    c->resv_cap = cap;
+    *buf = f + SL_WIRE_SEALED_HDR + SL_WIRE_APP_HDR;
+    return 0;
+}
+
+int sl_chan_client_send_reserved(sl_chan_client *c, uint16_t type, sl_err *err)
+{
+    if (!c->resv)
+        return sl_err_set(err, SL_ESTATE, "client: no buffer reserved");
+    uint8_t *f = c->resv;
+    c->resv = NULL;
+    return stream_send(c, type, NULL, c->resv_len, f, c->resv_cap, err);
 }
 
 /* The flight a received frame answers: by the ack of a REPLY (whichever of
@@ -2358,7 +2475,7 @@ int sl_chan_client_recv(sl_chan_client *c, sl_chan_reply *reply, sl_err *err)
         sl_transport_msg_free(&m);
         goto fail;
     }
-    sl_transport_free(c->fl[0].frame);
+    frame_put(c, c->fl[0].frame, c->fl[0].cap);
     c->nfl--;
     memmove(c->fl, c->fl + 1, c->nfl * sizeof c->fl[0]);
     memset(&c->fl[c->nfl], 0, sizeof c->fl[0]);

@@ -266,6 +266,12 @@ int sl_chan_client_call(sl_chan_client *c, uint16_t type, const void *payload, s
 int sl_chan_client_send(sl_chan_client *c, uint16_t type, const void *payload, size_t len,
                         sl_err *err);
 int sl_chan_client_recv(sl_chan_client *c, sl_chan_reply *reply, sl_err *err);
+/* send() without the copy: reserve() gives len bytes inside a new frame for
+ * the caller to fill (valid until send_reserved, the next reserve or free);
+ * send_reserved() seals them in place and sends them as send() does. The
+ * buffer is used up by send_reserved in every case. */
+int sl_chan_client_reserve(sl_chan_client *c, size_t len, uint8_t **buf, sl_err *err);
+int sl_chan_client_send_reserved(sl_chan_client *c, uint16_t type, sl_err *err);
 /* Progress of a fetch: bytes present so far and total. Returning non-zero
  * stops the fetch: the bytes so far are made durable and recorded, and the
  * fetch returns SL_EABORT; the next fetch resumes there. */
