@@ -1454,7 +1454,7 @@ int sl_chan_server_listen(sl_chan_server *s, sl_err *err)
 {
     if (s->tp)
         return sl_err_set(err, SL_ESTATE, "server: already listening");
-    sl_transport_opts o = {.max_msg = SL_WIRE_MAX_FRAME, .sockbuf_bytes = 1 << 20};
+    sl_transport_opts o = {.max_msg = SL_WIRE_MAX_FRAME, .sockbuf_bytes = 4 << 20};
     int rc = sl_transport_listen(s->cfg.listen, &o, &s->tp, err);
     if (!rc)
         slog(s, SL_CHAN_LOG_INFO, "listening on %s (server key %s)", sl_transport_where(s->tp),
@@ -2288,7 +2288,7 @@ static int stream_transport(sl_chan_client *c, sl_err *err)
         return 0;
     sl_transport_opts o = {.max_msg = SL_WIRE_MAX_FRAME,
                            .send_timeout_ms = c->cfg.timeout_ms,
-                           .sockbuf_bytes = 1 << 20,
+                           .sockbuf_bytes = 4 << 20,
                            .raw = 1};
     return sl_transport_connect(c->cfg.server, &o, &c->ptp, err);
 }
