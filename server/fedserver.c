@@ -1016,18 +1016,24 @@ static int on_poll(srv *s, site *x, const sl_chan_request *q, sl_err *err)
         return sl_chan_server_reply_error(s->ch, SL_WIRE_ERR_MALFORMED, e.msg, err);
     x->last_seen = now_s();
     outbox_ack(s, x, held);
-    if (x->noutbox) {
-        /* The oldest receipt first: the next POLL acknowledges it. */
+    while (x->noutbox) {
+        /* The oldest receipt first: the next POLL acknowledges it. A file
+         * that cannot be read (removed or damaged by hand) is reported and
+         * skipped rather than stopping the job; the audit log still lists
+         * the round's contributors and their input digests. */
         char p[PMAX];
         uint8_t *text = NULL;
         size_t tl = 0;
-        int rc = outbox_file(s, x, x->outbox[0], p, err);
-        if (!rc)
-            rc = sl_fs_read_all(p, SL_AUDITLOG_MAX_RECORD, &text, &tl, err);
-        if (!rc)
-            rc = reply_task_at(s, x->outbox[0], SL_FED_TASK_RECEIPT, text, tl, err);
-        free(text);
-        return rc;
+        if (!outbox_file(s, x, x->outbox[0], p, &e) &&
+            !sl_fs_read_all(p, SL_AUDITLOG_MAX_RECORD, &text, &tl, &e)) {
+            int rc = reply_task_at(s, x->outbox[0], SL_FED_TASK_RECEIPT, text, tl, err);
+            free(text);
+            return rc;
+        }
+        say(s, "warning", NULL, "receipt of round %llu for site %s not delivered: %s",
+            (unsigned long long)x->outbox[0], s->rc->sites[x->id - 1], e.msg);
+        memmove(x->outbox, x->outbox + 1, (x->noutbox - 1) * sizeof *x->outbox);
+        x->noutbox--;
     }
     if (s->phase == PH_DONE) {
         uint8_t *p;
