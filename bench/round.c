@@ -27,7 +27,7 @@
  * server drives crypto/secagg_server, ends each phase when every site has
  * answered, unmasks, decodes (sl_dp_decode) and applies FedAvg. Sites poll
  * with the WAIT the server answers, with server/fedserver.c's policy inside
- * a round (sl_fedserver_round_wait_ms: 2 ms per site, 20 to 250 ms), capped
+ * a round (sl_fedserver_round_wait_ms: 0.4 ms per site, 20 to 250 ms), capped
  * by WAIT_MS (default SL_FEDSERVER_WAIT_MS, 250 ms). The
  * sites join, then wait until the server opens the round and poll at once:
  * both rounds leave out the up-to-WAIT_MS delay before a site's first poll

@@ -47,7 +47,7 @@ int sl_fedserver_run(const sl_fedserver_opts *o, sl_err *err);
  * within [SL_FEDSERVER_PHASE_WAIT_MS, SL_FEDSERVER_WAIT_MS]. */
 #define SL_FEDSERVER_WAIT_MS 250u
 #define SL_FEDSERVER_PHASE_WAIT_MS 20u
-#define SL_FEDSERVER_ROUND_POLLS 500u
+#define SL_FEDSERVER_ROUND_POLLS 2500u
 uint32_t sl_fedserver_round_wait_ms(uint32_t cohort);
 
 #endif
