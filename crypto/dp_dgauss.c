@@ -18,10 +18,8 @@ static u128 below128(sl_dp_rng *r, u128 m)
             return sl_dp_rng_u64(r);
         return sl_dp_rng_below(r, (uint64_t)m);
     }
-    u128 top = m - 1;
-    int bits = 0;
-    while (bits < 128 && (top >> bits))
-        bits++;
+    uint64_t top_hi = (uint64_t)((m - 1) >> 64); /* nonzero: m > 2^64 */
+    int bits = 128 - __builtin_clzll(top_hi);
     u128 mask = bits == 128 ? ~(u128)0 : (((u128)1 << bits) - 1);
     for (;;) {
         u128 v = rand_u128(r) & mask;

@@ -1,7 +1,10 @@
 #include "crypto/dp_rng.h"
 
+#include <endian.h>
 #include <sodium.h>
 #include <string.h>
+
+typedef unsigned __int128 u128;
 
 static void refill(sl_dp_rng *r)
 {
@@ -71,23 +74,68 @@ void sl_dp_rng_bytes(sl_dp_rng *r, void *out, size_t n)
 
 uint64_t sl_dp_rng_u64(sl_dp_rng *r)
 {
-    uint8_t b[8];
-    sl_dp_rng_bytes(r, b, sizeof b);
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--)
-        v = v << 8 | b[i];
+    if (r->pos > sizeof r->buf - 8) { /* the chunk's tail: byte by byte */
+        uint8_t b[8];
+        sl_dp_rng_bytes(r, b, sizeof b);
+        uint64_t v = 0;
+        for (int i = 7; i >= 0; i--)
+            v = v << 8 | b[i];
+        return v;
+    }
+    /* The hot path of the samplers (several draws per noise coordinate):
+     * eight bytes read little-endian and cleared in place. The cleared
+     * bytes are overwritten by the next refill and the whole buffer is
+     * wiped by sl_dp_rng_fini, so a plain store is enough here. */
+    uint64_t v;
+    memcpy(&v, r->buf + r->pos, 8);
+    v = le64toh(v);
+    memset(r->buf + r->pos, 0, 8);
+    r->pos += 8;
     return v;
+}
+
+static uint32_t u32(sl_dp_rng *r)
+{
+    if (r->pos > sizeof r->buf - 4) {
+        uint8_t b[4];
+        sl_dp_rng_bytes(r, b, sizeof b);
+        return (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
+    }
+    uint32_t v;
+    memcpy(&v, r->buf + r->pos, 4);
+    memset(r->buf + r->pos, 0, 4);
+    r->pos += 4;
+    return le32toh(v);
 }
 
 uint64_t sl_dp_rng_below(sl_dp_rng *r, uint64_t n)
 {
-    /* Accept v < n * floor(2^64 / n); then v % n is uniform. */
-    uint64_t lim = UINT64_MAX - (UINT64_MAX % n + 1) % n;
-    for (;;) {
-        uint64_t v = sl_dp_rng_u64(r);
-        if (v <= lim)
-            return v % n;
+    /* Lemire's multiply-and-reject ("Fast random integer generation in an
+     * interval", 2019): the high word of v * n is uniform in [0, n) once
+     * draws whose low word falls below 2^64 mod n are rejected. Exact; the
+     * division runs only in the rare near-rejection case. */
+    if (n <= (uint64_t)1 << 32) { /* the same with 32-bit draws: half the keystream */
+        uint64_t m32 = (uint64_t)u32(r) * n;
+        uint32_t lo32 = (uint32_t)m32;
+        if (lo32 < n) {
+            uint32_t thresh = (uint32_t)(((uint64_t)1 << 32) % n);
+            while (lo32 < thresh) {
+                m32 = (uint64_t)u32(r) * n;
+                lo32 = (uint32_t)m32;
+            }
+        }
+        return m32 >> 32;
     }
+    u128 m = (u128)sl_dp_rng_u64(r) * n;
+    uint64_t lo = (uint64_t)m;
+    if (lo < n) {
+        uint64_t thresh = -n % n; /* 2^64 mod n */
+        while (lo < thresh) {
+            m = (u128)sl_dp_rng_u64(r) * n;
+            lo = (uint64_t)m;
+        }
+    }
+    return (uint64_t)(m >> 64);
 }
 
 double sl_dp_rng_unit(sl_dp_rng *r)
