@@ -25,13 +25,13 @@
  * (sl_dp_encode: clip, rotate, round, noise), advertises its keys, then
  * answers KEYLIST, DELIVER and UNMASK_REQ with crypto/secagg_client; the
  * server drives crypto/secagg_server, ends each phase when every site has
- * answered, unmasks, decodes (sl_dp_decode) and applies FedAvg. Sites poll
- * with the WAIT the server answers, with server/fedserver.c's policy inside
- * a round (sl_fedserver_round_wait_ms: 0.4 ms per site, 20 to 250 ms), capped
- * by WAIT_MS (default SL_FEDSERVER_WAIT_MS, 250 ms). The
- * sites join, then wait until the server opens the round and poll at once:
- * both rounds leave out the up-to-WAIT_MS delay before a site's first poll
- * of a round, which is the same in both.
+ * answered, unmasks, decodes (sl_dp_decode) and applies FedAvg. Polls with
+ * nothing for their site are held as server/fedserver.c holds them (long
+ * polling, up to SL_FEDSERVER_HOLD_MS, answered at the phase change), or
+ * with WAIT_MS > 0 answered WAIT WAIT_MS at once (the older policy, for
+ * comparison). The sites join, then wait until the server opens the round
+ * and poll at once: both rounds leave out the delay before a site's first
+ * poll of a round.
  *
  * This is a compact driver of the library calls the runtime makes, not
  * server/fedserver and client/agent themselves (those need a model on disk,
@@ -55,8 +55,9 @@
  * thread's CPU time in the round (thread CPU clocks; nanomsg's I/O threads
  * and polling waits are not in it). The polling delay is printed apart:
  * for the shares, masked and unmasking phases, the time from the phase's
- * start until the last site's poll fetched its message (the runtime's
- * sites learn of a phase change only at their next poll).
+ * start until the last site's poll fetched its message (with long polling
+ * the held polls are answered right after the phase change; with WAIT_MS
+ * the sites learn of it only at their next poll).
  *
  * Exactness: the sites' encoded inputs are kept, and the unmasked sum must
  * equal their plain sum modulo 2^32 word for word (and so decode to the same
@@ -93,7 +94,6 @@
 #include "shared/sha256.h"
 
 #define MAX_SITES 200u
-#define DEFAULT_WAIT_MS SL_FEDSERVER_WAIT_MS /* as server/fedserver.c */
 #define SERVE_MS 100         /* the server's wait for one request, as the runtime's */
 #define CALL_TIMEOUT_MS 60000
 #define PMAX 512
@@ -341,6 +341,9 @@ typedef struct ssite {
     uint8_t pk[32];
     int step; /* 0..4: what it submitted this round */
     uint8_t input[32];
+    sl_chan_deferred held; /* its POLL, held (long polling) */
+    int has_held;
+    double held_until;
 } ssite;
 
 typedef struct srv {
@@ -352,6 +355,7 @@ typedef struct srv {
     ssite *sites;
     int phase;
     double t0, t_mark, cpu0;
+    const sl_chan_deferred *to; /* the held POLL being answered, NULL: the current request */
     sl_secagg_config sa;
     sl_dp_params dpp;
     sl_secagg_server *agg;
@@ -372,13 +376,20 @@ static int peer_index(const srv *s, const char *peer)
     return (int)i - 1;
 }
 
+/* Answers the current request or the held POLL s->to (as the runtime). */
+static int answer(srv *s, uint16_t type, const void *p, size_t n, sl_err *err)
+{
+    return s->to ? sl_chan_server_reply_deferred(s->ch, s->to, type, p, n, err)
+                 : sl_chan_server_reply(s->ch, type, p, n, err);
+}
+
 static int reply_task(srv *s, uint8_t kind, const void *body, size_t len, sl_err *err)
 {
     uint8_t *p;
     size_t n;
     int rc = sl_fed_task_encode(1, kind, body, len, &p, &n, err);
     if (!rc)
-        rc = sl_chan_server_reply(s->ch, SL_WIRE_APP_FED_TASK, p, n, err);
+        rc = answer(s, SL_WIRE_APP_FED_TASK, p, n, err);
     free(p);
     return rc;
 }
@@ -548,48 +559,81 @@ static int on_join(srv *s, ssite *x, const char *peer, const sl_chan_request *q,
     return rc;
 }
 
-static int on_poll(srv *s, uint32_t i, sl_err *err)
+static int poll_has_news(const srv *s, const ssite *x)
+{
+    return s->phase == PH_DONE ||
+           (s->phase >= PH_TRAIN && s->phase <= PH_UNMASK && x->step == s->phase - 1);
+}
+
+/* The runtime's answer_poll: with nothing for the site the POLL is held
+ * (long polling, r->wait_ms == 0) or answered WAIT wait_ms. */
+static int answer_poll(srv *s, uint32_t i, int may_hold, sl_err *err)
 {
     ssite *x = &s->sites[i];
     uint8_t *p;
     size_t n;
     int rc;
-    if (s->phase == PH_DONE) {
-        if ((rc = sl_fed_text_encode("bench round over", &p, &n, err)))
+    if (!poll_has_news(s, x)) {
+        if (may_hold && s->r->wait_ms == 0) {
+            if ((rc = sl_chan_server_defer(s->ch, &x->held, err)))
+                return rc;
+            x->has_held = 1;
+            x->held_until = now() + SL_FEDSERVER_HOLD_MS / 1000.0;
+            return 0;
+        }
+        uint32_t ms = s->r->wait_ms == 0 && !may_hold ? 0 : s->r->wait_ms;
+        if ((rc = sl_fed_u32_encode(ms, &p, &n, err)))
             return rc;
-        rc = sl_chan_server_reply(s->ch, SL_WIRE_APP_FED_DONE, p, n, err);
+        rc = answer(s, SL_WIRE_APP_FED_WAIT, p, n, err);
         free(p);
         return rc;
     }
-    if (s->phase >= PH_TRAIN && s->phase <= PH_UNMASK && x->step == s->phase - 1) {
-        double lat = now() - s->t_mark;
-        if (lat > s->r->t_fetch[s->phase - 1])
-            s->r->t_fetch[s->phase - 1] = lat;
+    if (s->phase == PH_DONE) {
+        if ((rc = sl_fed_text_encode("bench round over", &p, &n, err)))
+            return rc;
+        rc = answer(s, SL_WIRE_APP_FED_DONE, p, n, err);
+        free(p);
+        return rc;
     }
-    if (s->phase == PH_TRAIN && x->step == 0)
-        return sl_chan_server_reply(s->ch, SL_WIRE_APP_FED_TASK, s->train_msg, s->train_len,
-                                    err);
-    if (s->phase == PH_SHARES && x->step == 1)
+    double lat = now() - s->t_mark;
+    if (lat > s->r->t_fetch[s->phase - 1])
+        s->r->t_fetch[s->phase - 1] = lat;
+    if (s->phase == PH_TRAIN)
+        return answer(s, SL_WIRE_APP_FED_TASK, s->train_msg, s->train_len, err);
+    if (s->phase == PH_SHARES)
         return reply_task(s, SL_FED_TASK_KEYLIST, s->keylist, s->keylist_len, err);
-    if (s->phase == PH_MASKED && x->step == 2) {
+    if (s->phase == PH_MASKED) {
         if ((rc = sl_secagg_server_deliver(s->agg, i + 1, &p, &n, err)))
             return rc;
         rc = reply_task(s, SL_FED_TASK_DELIVER, p, n, err);
         free(p);
         return rc;
     }
-    if (s->phase == PH_UNMASK && x->step == 3)
-        return reply_task(s, SL_FED_TASK_UNMASK_REQ, s->unmask_req, s->unmask_len, err);
-    /* The runtime's policy (sl_fedserver_round_wait_ms), never above
-     * WAIT_MS: every site is in the round here. */
-    uint32_t ms = sl_fedserver_round_wait_ms(s->r->n);
-    if (ms > s->r->wait_ms)
-        ms = s->r->wait_ms;
-    if ((rc = sl_fed_u32_encode(ms, &p, &n, err)))
-        return rc;
-    rc = sl_chan_server_reply(s->ch, SL_WIRE_APP_FED_WAIT, p, n, err);
-    free(p);
-    return rc;
+    return reply_task(s, SL_FED_TASK_UNMASK_REQ, s->unmask_req, s->unmask_len, err);
+}
+
+static int on_poll(srv *s, uint32_t i, sl_err *err)
+{
+    s->sites[i].has_held = 0;
+    return answer_poll(s, i, 1, err);
+}
+
+/* The runtime's release_held: held POLLs with news, or held long enough. */
+static int release_held(srv *s, sl_err *err)
+{
+    double t = now();
+    for (uint32_t i = 0; i < s->r->n; i++) {
+        ssite *x = &s->sites[i];
+        if (!x->has_held || (t < x->held_until && !poll_has_news(s, x)))
+            continue;
+        x->has_held = 0;
+        s->to = &x->held;
+        int rc = answer_poll(s, i, 0, err);
+        s->to = NULL;
+        if (rc)
+            return rc;
+    }
+    return 0;
 }
 
 static int on_submit(srv *s, uint32_t i, const sl_chan_request *q, sl_err *err)
@@ -646,7 +690,7 @@ static void *secure_server(void *arg)
     run *r = s->r;
     sl_err err = {0};
     while (!r->stop) {
-        if (serve_one(s, &err))
+        if (release_held(s, &err) || serve_one(s, &err))
             break;
         if (s->phase == PH_IDLE) {
             uint32_t k = 0;
@@ -1074,8 +1118,9 @@ static int plain_serve(psrv *s, sl_err *err)
         } else if (s->phase == PH_TRAIN && !s->submitted[site]) {
             rc = plain_reply(s, &m, SL_WIRE_APP_FED_TASK, s->train_msg, s->train_len, err);
         } else {
-            uint8_t ms[4] = {(uint8_t)r->wait_ms, (uint8_t)(r->wait_ms >> 8),
-                             (uint8_t)(r->wait_ms >> 16), (uint8_t)(r->wait_ms >> 24)};
+            uint32_t w = r->wait_ms ? r->wait_ms : SL_FEDSERVER_WAIT_MS;
+            uint8_t ms[4] = {(uint8_t)w, (uint8_t)(w >> 8), (uint8_t)(w >> 16),
+                             (uint8_t)(w >> 24)};
             rc = plain_reply(s, &m, SL_WIRE_APP_FED_WAIT, ms, 4, err);
         }
     } else if (type == SL_WIRE_APP_FED_SUBMIT) {
@@ -1473,10 +1518,13 @@ static int one(const creds *cr, uint32_t n, uint32_t dim, double t_train, int st
     double polls = 0;
     for (uint32_t i = 0; i < n; i++)
         polls += sec.ss[i].polls;
-    uint32_t in_round = sl_fedserver_round_wait_ms(n);
-    printf("%u sites (threshold %u, degree %u; polls answered WAIT %u ms, %u ms once a site has "
-           "answered its phase)\n", n, sec.plan.p.threshold, sec.st.degree, wait_ms,
-           in_round < wait_ms ? in_round : wait_ms);
+    if (wait_ms == 0)
+        printf("%u sites (threshold %u, degree %u; long polling: a POLL with nothing for its site "
+               "is held up to %u ms and answered when the phase changes)\n", n,
+               sec.plan.p.threshold, sec.st.degree, SL_FEDSERVER_HOLD_MS);
+    else
+        printf("%u sites (threshold %u, degree %u; polls with nothing for their site answered "
+               "WAIT %u ms)\n", n, sec.plan.p.threshold, sec.st.degree, wait_ms);
     printf("  local training (one site's: sites train in parallel) %8.3f s  (%d steps)\n",
            t_train, steps);
     printf("  secure aggregation + DP, loopback wall                %8.3f s\n", sec.t_agg);
@@ -1535,10 +1583,12 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     uint32_t n_one = argc > 1 ? (uint32_t)strtoul(argv[1], NULL, 10) : 0;
     int steps = argc > 2 ? atoi(argv[2]) : 4;
-    long wait = argc > 3 ? strtol(argv[3], NULL, 10) : (long)DEFAULT_WAIT_MS;
-    if ((argc > 1 && (n_one < 2 || n_one > MAX_SITES)) || steps < 1 || wait < 1 ||
+    long wait = argc > 3 ? strtol(argv[3], NULL, 10) : 0;
+    if ((argc > 1 && (n_one < 2 || n_one > MAX_SITES)) || steps < 1 || wait < 0 ||
         wait > 5000) {
-        fprintf(stderr, "usage: round [N (2..%u) [STEPS (>= 1) [WAIT_MS (1..5000)]]]\n",
+        fprintf(stderr, "usage: round [N (2..%u) [STEPS (>= 1) [WAIT_MS (0..5000)]]]\n"
+                "WAIT_MS 0 (default): long polling as server/fedserver.c; above 0: polls with "
+                "nothing for their site are answered WAIT_MS at once (the older policy)\n",
                 MAX_SITES);
         return 2;
     }

@@ -906,7 +906,9 @@ static int is_resend(sl_chan_server *s, int i, uint8_t *frame, const sl_wire_sea
                      uint8_t type)
 {
     sess *x = &s->sess[i];
-    if (x->last_kind != type || h->counter != x->rx_last || !x->reply)
+    /* No cached answer yet: a request the application deferred (answered
+     * later along the route the re-send leaves behind). */
+    if (x->last_kind != type || h->counter != x->rx_last)
         return 0;
     const uint8_t *tag = h->ct + h->ct_len - SL_WIRE_TAG_BYTES;
     if (sodium_memcmp(x->last_nonce, h->nonce, sizeof x->last_nonce) != 0 ||
@@ -1414,18 +1416,26 @@ int sl_chan_server_process(sl_chan_server *s, uint8_t *frame, size_t n, const ui
     }
 }
 
-int sl_chan_server_seal_reply(sl_chan_server *s, uint16_t type, const void *payload, size_t n,
-                              const uint8_t **reply, size_t *reply_len, sl_err *err)
+static int check_reply(uint16_t type, size_t n, sl_err *err)
 {
-    if (s->cur < 0)
-        return sl_err_set(err, SL_ESTATE, "server: no request is waiting for a reply");
     if (type == SL_WIRE_APP_NONE || type > SL_WIRE_APP_MAX)
         return sl_err_set(err, SL_EINVAL, "server: reply type 0x%04x outside 1..0x%04x", type,
                           SL_WIRE_APP_MAX);
     if (n > SL_WIRE_MAX_PAYLOAD)
         return sl_err_set(err, SL_ELIMIT, "server: reply of %zu bytes exceeds %u", n,
                           SL_WIRE_MAX_PAYLOAD);
-    int rc = seal_app(s, s->cur, type, payload, n, s->cur_counter, err);
+    return 0;
+}
+
+int sl_chan_server_seal_reply(sl_chan_server *s, uint16_t type, const void *payload, size_t n,
+                              const uint8_t **reply, size_t *reply_len, sl_err *err)
+{
+    if (s->cur < 0)
+        return sl_err_set(err, SL_ESTATE, "server: no request is waiting for a reply");
+    int rc = check_reply(type, n, err);
+    if (rc)
+        return rc;
+    rc = seal_app(s, s->cur, type, payload, n, s->cur_counter, err);
     if (rc)
         return rc;
     sess *x = &s->sess[s->cur];
@@ -1448,6 +1458,95 @@ int sl_chan_server_seal_error(sl_chan_server *s, uint16_t code, const char *msg,
     *reply = x->reply;
     *reply_len = x->reply_len;
     return 0;
+}
+
+int sl_chan_server_defer(sl_chan_server *s, sl_chan_deferred *d, sl_err *err)
+{
+    if (s->cur < 0)
+        return sl_err_set(err, SL_ESTATE, "server: no request is waiting for a reply");
+    sess *x = &s->sess[s->cur];
+    memset(d, 0, sizeof *d);
+    d->slot = s->cur;
+    memcpy(d->sid, x->sid, sizeof d->sid);
+    d->counter = s->cur_counter;
+    s->cur = -1;
+    sl_transport_msg_free(&s->msg); /* socket level: the frame is not needed any more */
+    return 0;
+}
+
+/* The session a deferred request can still be answered in, or -1 with err
+ * set: the same session (slot and id), still usable, whose last accepted
+ * request is this one and still unanswered. */
+static int deferred_slot(sl_chan_server *s, const sl_chan_deferred *d, sl_err *err)
+{
+    if (d->slot < 0 || (uint32_t)d->slot >= s->nsess || !s->sess[d->slot].used ||
+        sodium_memcmp(s->sess[d->slot].sid, d->sid, sizeof d->sid) != 0) {
+        sl_err_set(err, SL_ESTATE, "server: the session of a deferred request has ended");
+        return -1;
+    }
+    sess *x = &s->sess[d->slot];
+    if (!x->ready || x->last_kind != SL_WIRE_DATA || x->rx_last != d->counter || x->reply) {
+        sl_err_set(err, SL_ESTATE, "server: site '%s' has moved on from request %llu", x->peer,
+                   (unsigned long long)d->counter);
+        return -1;
+    }
+    return d->slot;
+}
+
+int sl_chan_server_seal_deferred(sl_chan_server *s, const sl_chan_deferred *d, uint16_t type,
+                                 const void *payload, size_t n, const uint8_t **reply,
+                                 size_t *reply_len, sl_err *err)
+{
+    int rc = check_reply(type, n, err);
+    if (rc)
+        return rc;
+    int i = deferred_slot(s, d, err);
+    if (i < 0)
+        return SL_ESTATE;
+    rc = seal_app(s, i, type, payload, n, d->counter, err);
+    if (rc)
+        return rc;
+    *reply = s->sess[i].reply;
+    *reply_len = s->sess[i].reply_len;
+    return 0;
+}
+
+/* Sends session i's cached answer along the route its request last came
+ * on; if it cannot leave, a re-send on that route gets it from the cache. */
+static int send_deferred(sl_chan_server *s, int i, sl_err *err)
+{
+    sess *x = &s->sess[i];
+    sl_transport_msg to;
+    memset(&to, 0, sizeof to);
+    memcpy(to.route, x->route, x->route_len);
+    to.route_len = x->route_len;
+    int rc = sl_transport_reply(s->tp, &to, x->reply, x->reply_len, err);
+    if (rc)
+        x->route_len = 0;
+    return rc;
+}
+
+int sl_chan_server_reply_deferred(sl_chan_server *s, const sl_chan_deferred *d, uint16_t type,
+                                  const void *payload, size_t n, sl_err *err)
+{
+    if (!s->tp)
+        return sl_err_set(err, SL_ESTATE, "server: not listening");
+    const uint8_t *reply;
+    size_t rlen;
+    int rc = sl_chan_server_seal_deferred(s, d, type, payload, n, &reply, &rlen, err);
+    return rc ? rc : send_deferred(s, d->slot, err);
+}
+
+int sl_chan_server_reply_deferred_error(sl_chan_server *s, const sl_chan_deferred *d,
+                                        uint16_t code, const char *msg, sl_err *err)
+{
+    if (!s->tp)
+        return sl_err_set(err, SL_ESTATE, "server: not listening");
+    int i = deferred_slot(s, d, err);
+    if (i < 0)
+        return SL_ESTATE;
+    int rc = seal_app_error(s, i, code, d->counter, msg, err);
+    return rc ? rc : send_deferred(s, i, err);
 }
 
 int sl_chan_server_listen(sl_chan_server *s, sl_err *err)

@@ -170,6 +170,34 @@ int sl_chan_server_reply(sl_chan_server *s, uint16_t type, const void *payload, 
                          sl_err *err);
 int sl_chan_server_reply_error(sl_chan_server *s, uint16_t code, const char *msg, sl_err *err);
 
+/* Deferred answers (long polling): the caller may keep a request
+ * unanswered and serve others meanwhile. defer() takes the request that
+ * process() or next() just returned (at the socket level its payload is
+ * released: copy what is needed first); the site's channel stays waiting
+ * for that answer. A re-send of a deferred request is never processed
+ * again: one on the same route is dropped, one on a new route (a
+ * reconnect, a stream re-send) moves the answer there. The seal/reply
+ * calls answer it later, on the route its last copy came on. They fail
+ * with SL_ESTATE, sending nothing, when the answer can no longer be given:
+ * the session ended (closed, expired and swept, replaced) or the site sent
+ * a later request (it gave up waiting). A site waits for an answer at most
+ * its timeout_ms, so hold requests for less. */
+typedef struct sl_chan_deferred {
+    int slot;                       /* session slot */
+    uint8_t sid[SL_WIRE_SID_BYTES]; /* the session, to detect a reused slot */
+    uint64_t counter;               /* the request's counter */
+} sl_chan_deferred;
+int sl_chan_server_defer(sl_chan_server *s, sl_chan_deferred *d, sl_err *err);
+/* Byte level: *reply is borrowed as for seal_reply. */
+int sl_chan_server_seal_deferred(sl_chan_server *s, const sl_chan_deferred *d, uint16_t type,
+                                 const void *payload, size_t n, const uint8_t **reply,
+                                 size_t *reply_len, sl_err *err);
+/* Socket level: seals and sends. */
+int sl_chan_server_reply_deferred(sl_chan_server *s, const sl_chan_deferred *d, uint16_t type,
+                                  const void *payload, size_t n, sl_err *err);
+int sl_chan_server_reply_deferred_error(sl_chan_server *s, const sl_chan_deferred *d,
+                                        uint16_t code, const char *msg, sl_err *err);
+
 /* Offers the file at path for chunked transfer under name (a transfer
  * name, see sl_wire_check_file_name). Its size and BLAKE2b-256 digest are
  * computed now; if the file changes afterwards, chunk requests are refused.

@@ -59,6 +59,9 @@ typedef struct site {
                             * is a file in STATE/outbox/SITE/ until the site
                             * acknowledges it */
     uint32_t noutbox, capoutbox;
+    sl_chan_deferred held; /* its POLL kept unanswered (long polling) */
+    int has_held;
+    double held_until;
 } site;
 
 typedef struct srv {
@@ -102,6 +105,7 @@ typedef struct srv {
     uint32_t released, aborted, skipped;
     double eps;
     char stop_reason[256];
+    const sl_chan_deferred *to; /* the held POLL being answered; NULL: the current request */
 } srv;
 
 static volatile sig_atomic_t g_stop;
@@ -910,13 +914,27 @@ static int advance(srv *s, sl_err *err)
 
 /* ---- requests ------------------------------------------------------------ */
 
+/* Answers the request being handled: the current one, or the held POLL
+ * s->to. */
+static int answer(srv *s, uint16_t type, const void *p, size_t n, sl_err *err)
+{
+    return s->to ? sl_chan_server_reply_deferred(s->ch, s->to, type, p, n, err)
+                 : sl_chan_server_reply(s->ch, type, p, n, err);
+}
+
+static int answer_error(srv *s, uint16_t code, const char *msg, sl_err *err)
+{
+    return s->to ? sl_chan_server_reply_deferred_error(s->ch, s->to, code, msg, err)
+                 : sl_chan_server_reply_error(s->ch, code, msg, err);
+}
+
 static int reply_u32(srv *s, uint16_t type, uint32_t v, sl_err *err)
 {
     uint8_t *p;
     size_t n;
     int rc = sl_fed_u32_encode(v, &p, &n, err);
     if (!rc)
-        rc = sl_chan_server_reply(s->ch, type, p, n, err);
+        rc = answer(s, type, p, n, err);
     free(p);
     return rc;
 }
@@ -928,7 +946,7 @@ static int reply_task_at(srv *s, uint64_t round, uint8_t kind, const void *body,
     size_t n;
     int rc = sl_fed_task_encode(round, kind, body, len, &p, &n, err);
     if (!rc)
-        rc = sl_chan_server_reply(s->ch, SL_WIRE_APP_FED_TASK, p, n, err);
+        rc = answer(s, SL_WIRE_APP_FED_TASK, p, n, err);
     free(p);
     return rc;
 }
@@ -936,14 +954,6 @@ static int reply_task_at(srv *s, uint64_t round, uint8_t kind, const void *body,
 static int reply_task(srv *s, uint8_t kind, const void *body, size_t len, sl_err *err)
 {
     return reply_task_at(s, s->round, kind, body, len, err);
-}
-
-uint32_t sl_fedserver_round_wait_ms(uint32_t cohort)
-{
-    uint64_t ms = (uint64_t)cohort * 1000u / SL_FEDSERVER_ROUND_POLLS;
-    return ms < SL_FEDSERVER_PHASE_WAIT_MS ? SL_FEDSERVER_PHASE_WAIT_MS
-           : ms > SL_FEDSERVER_WAIT_MS     ? SL_FEDSERVER_WAIT_MS
-                                           : (uint32_t)ms;
 }
 
 static int on_join(srv *s, site *x, const char *peer, const sl_chan_request *q, sl_err *err)
@@ -1008,14 +1018,30 @@ static int on_join(srv *s, site *x, const char *peer, const sl_chan_request *q, 
     return rc;
 }
 
-static int on_poll(srv *s, site *x, const sl_chan_request *q, sl_err *err)
+/* 1 when a POLL of site x would get something other than WAIT now. */
+static int poll_has_news(const srv *s, const site *x)
 {
-    uint64_t working = 0, held = 0;
+    if (x->noutbox || s->phase == PH_DONE)
+        return 1;
+    return x->sampled && s->phase >= PH_TRAIN && s->phase <= PH_UNMASK &&
+           x->step == s->phase - PH_TRAIN;
+}
+
+/* Answers a POLL of site x (the current request, or the held one in
+ * s->to). With nothing for the site and may_hold, the POLL is held
+ * (sl_chan_server_defer) until there is, at most SL_FEDSERVER_HOLD_MS:
+ * release_held answers it then. */
+static int answer_poll(srv *s, site *x, int may_hold, sl_err *err)
+{
     sl_err e = {0};
-    if (sl_fed_poll_decode(q->payload, q->len, &working, &held, &e))
-        return sl_chan_server_reply_error(s->ch, SL_WIRE_ERR_MALFORMED, e.msg, err);
-    x->last_seen = now_s();
-    outbox_ack(s, x, held);
+    if (may_hold && !poll_has_news(s, x)) {
+        int rc = sl_chan_server_defer(s->ch, &x->held, err);
+        if (!rc) {
+            x->has_held = 1;
+            x->held_until = now_s() + SL_FEDSERVER_HOLD_MS / 1000.0;
+        }
+        return rc;
+    }
     while (x->noutbox) {
         /* The oldest receipt first: the next POLL acknowledges it. A file
          * that cannot be read (removed or damaged by hand) is reported and
@@ -1040,7 +1066,7 @@ static int on_poll(srv *s, site *x, const sl_chan_request *q, sl_err *err)
         size_t n;
         int rc = sl_fed_text_encode(s->stop_reason, &p, &n, err);
         if (!rc)
-            rc = sl_chan_server_reply(s->ch, SL_WIRE_APP_FED_DONE, p, n, err);
+            rc = answer(s, SL_WIRE_APP_FED_DONE, p, n, err);
         free(p);
         return rc;
     }
@@ -1052,21 +1078,55 @@ static int on_poll(srv *s, site *x, const sl_chan_request *q, sl_err *err)
         if (s->phase == PH_MASKED && x->step == 2) {
             uint8_t *d;
             size_t dl;
-            sl_err e = {0};
             if (sl_secagg_server_deliver(s->agg, x->id, &d, &dl, &e))
-                return sl_chan_server_reply_error(s->ch, SL_WIRE_ERR_APP, e.msg, err);
+                return answer_error(s, SL_WIRE_ERR_APP, e.msg, err);
             int rc = reply_task(s, SL_FED_TASK_DELIVER, d, dl, err);
             free(d);
             return rc;
         }
         if (s->phase == PH_UNMASK && x->step == 3)
             return reply_task(s, SL_FED_TASK_UNMASK_REQ, s->unmask_req, s->unmask_len, err);
-        /* Waiting for the rest of the cohort in this phase. */
-        if (s->phase >= PH_TRAIN && s->phase <= PH_UNMASK)
-            return reply_u32(s, SL_WIRE_APP_FED_WAIT, sl_fedserver_round_wait_ms(s->sampled),
-                             err);
     }
-    return reply_u32(s, SL_WIRE_APP_FED_WAIT, SL_FEDSERVER_WAIT_MS, err);
+    /* Nothing yet, and the POLL was held as long as it may be: poll again
+     * at once (it will be held again). */
+    return reply_u32(s, SL_WIRE_APP_FED_WAIT, may_hold ? SL_FEDSERVER_WAIT_MS : 0, err);
+}
+
+static int on_poll(srv *s, site *x, const sl_chan_request *q, sl_err *err)
+{
+    uint64_t working = 0, held = 0;
+    sl_err e = {0};
+    if (sl_fed_poll_decode(q->payload, q->len, &working, &held, &e))
+        return sl_chan_server_reply_error(s->ch, SL_WIRE_ERR_MALFORMED, e.msg, err);
+    x->last_seen = now_s();
+    outbox_ack(s, x, held);
+    x->has_held = 0; /* a new POLL: any one held before was given up by the site */
+    return answer_poll(s, x, 1, err);
+}
+
+/* Answers the held POLLs that have news, or whose hold is over (all of
+ * them when force). A site that gave up waiting or lost its session is
+ * skipped: its next POLL is answered as usual. */
+static int release_held(srv *s, int force, sl_err *err)
+{
+    double t = now_s();
+    for (uint32_t i = 0; i < s->nsites; i++) {
+        site *x = &s->sites[i];
+        if (!x->has_held || (!force && t < x->held_until && !poll_has_news(s, x)))
+            continue;
+        x->has_held = 0;
+        s->to = &x->held;
+        sl_err e = {0};
+        int rc = answer_poll(s, x, 0, &e);
+        s->to = NULL;
+        if (rc == SL_ESTATE || rc == SL_EIO)
+            continue; /* moved on, session gone, or not sent: it will ask again */
+        if (rc) {
+            *err = e;
+            return rc;
+        }
+    }
+    return 0;
 }
 
 static int on_submit(srv *s, site *x, const char *peer, const sl_chan_request *q, sl_err *err)
@@ -1357,15 +1417,20 @@ int sl_fedserver_run(const sl_fedserver_opts *o, sl_err *err)
                     goto out;
                 double until = now_s() + s.rc->linger;
                 while (!g_stop && now_s() < until)
-                    if ((rc = serve(&s, 100, err)))
+                    if ((rc = release_held(&s, 0, err)) || (rc = serve(&s, 100, err)))
                         goto out;
                 break;
             }
         }
-        if ((rc = serve(&s, 100, err)))
+        /* Held POLLs first: a phase or round that just began is news. */
+        if ((rc = release_held(&s, 0, err)) || (rc = serve(&s, 100, err)))
             goto out;
         if (s.phase >= PH_TRAIN && s.phase <= PH_UNMASK && (rc = advance(&s, err)))
             goto out;
+    }
+    if (g_stop) {
+        sl_err e = {0};
+        (void)release_held(&s, 1, &e); /* the sites hear WAIT now instead of timing out */
     }
     if (g_stop && s.phase != PH_DONE)
         say(&s, "stop", NULL, "stopped by a signal in round %llu phase %s%s",

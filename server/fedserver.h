@@ -38,16 +38,14 @@ typedef struct sl_fedserver_opts {
 int sl_fedserver_run(const sl_fedserver_opts *o, sl_err *err);
 
 #define SL_FEDSERVER_STATUS "status.json"
-/* How long a polling site is told to wait. With nothing to do (between
- * rounds, not sampled): SL_FEDSERVER_WAIT_MS. Inside a round it belongs
- * to, once it has answered the current phase: short enough that a phase
- * change does not cost it up to the long wait, long enough that the cohort
- * invites at most SL_FEDSERVER_ROUND_POLLS polls per second in all:
- * sl_fedserver_round_wait_ms(cohort) = 1000 * cohort / ROUND_POLLS ms,
- * within [SL_FEDSERVER_PHASE_WAIT_MS, SL_FEDSERVER_WAIT_MS]. */
+/* Long polling: a POLL the server has nothing for (between rounds, not
+ * sampled, or waiting for the rest of the cohort) is held unanswered and
+ * answered the moment there is something for the site (a round or phase
+ * starts, a receipt is ready, the job ends), else after SL_FEDSERVER_HOLD_MS
+ * with WAIT 0 (the site asks again at once). The hold stays below the
+ * smallest reply timeout a site may configure (1 s). SL_FEDSERVER_WAIT_MS
+ * is the WAIT of a POLL that could not be held. */
+#define SL_FEDSERVER_HOLD_MS 500u
 #define SL_FEDSERVER_WAIT_MS 250u
-#define SL_FEDSERVER_PHASE_WAIT_MS 20u
-#define SL_FEDSERVER_ROUND_POLLS 2500u
-uint32_t sl_fedserver_round_wait_ms(uint32_t cohort);
 
 #endif

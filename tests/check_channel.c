@@ -414,6 +414,100 @@ START_TEST(test_resend_answered_once)
 }
 END_TEST
 
+/* Deferred answers at the byte level: two requests kept unanswered while
+ * other traffic goes on, answered later in any order; a re-send of a
+ * deferred request is not processed again; an answer to a request the
+ * site has moved on from, or in another session, is refused and changes
+ * nothing. */
+START_TEST(test_deferred_answers)
+{
+    fx f;
+    fx_init(&f);
+    sl_chan_server *s = mk_server(&f.scfg);
+    sl_chan_client *c1 = mk_client(&f.ccfg), *c2 = mk_client(&f.ccfg);
+    handshake(s, c1);
+    handshake(s, c2);
+    sl_err err = {0};
+    sl_chan_deferred d1, d2, none;
+    ck_assert_int_eq(sl_chan_server_defer(s, &none, &err), SL_ESTATE); /* nothing pending */
+    uint8_t *f1, *f2, *r = NULL;
+    size_t n1, n2, rl = 0;
+    sl_chan_request req;
+    ck_assert_int_eq(sl_chan_client_seal(c1, 7, "one?", 4, &f1, &n1, &err), 0);
+    ck_assert_int_eq(srv(s, f1, n1, &req, &r, &rl, &err), 0);
+    ck_assert(req.type == 7 && r == NULL);
+    free((void *)req.payload);
+    ck_assert_int_eq(sl_chan_server_defer(s, &d1, &err), 0);
+    ck_assert_int_eq(sl_chan_client_seal(c2, 7, "two?", 4, &f2, &n2, &err), 0);
+    ck_assert_int_eq(srv(s, f2, n2, &req, &r, &rl, &err), 0);
+    free((void *)req.payload);
+    ck_assert_int_eq(sl_chan_server_defer(s, &d2, &err), 0);
+    /* c1's request re-sent while deferred: nothing to send, nothing for
+     * the application. */
+    ck_assert_int_eq(srv(s, f1, n1, &req, &r, &rl, &err), 0);
+    ck_assert(req.type == 0 && r == NULL);
+    sl_chan_server_stats st;
+    sl_chan_server_get_stats(s, &st);
+    ck_assert(st.requests == 2 && st.resent == 1);
+    /* A forged handle (other session id, slot out of range) is refused. */
+    sl_chan_deferred bad = d1;
+    bad.sid[0] ^= 1;
+    const uint8_t *rp;
+    size_t rpl;
+    ck_assert_int_eq(sl_chan_server_seal_deferred(s, &bad, 8, "x", 1, &rp, &rpl, &err),
+                     SL_ESTATE);
+    bad = d1;
+    bad.slot = 1 << 20;
+    ck_assert_int_eq(sl_chan_server_seal_deferred(s, &bad, 8, "x", 1, &rp, &rpl, &err),
+                     SL_ESTATE);
+    /* Answered in the other order. */
+    sl_wire_app app;
+    ck_assert_int_eq(sl_chan_server_seal_deferred(s, &d2, 8, "two!", 4, &rp, &rpl, &err), 0);
+    uint8_t *a2 = dup_bytes(rp, rpl);
+    ck_assert_int_eq(sl_chan_client_open(c2, a2, rpl, &app, &err), 0);
+    ck_assert(app.type == 8 && app.len == 4 && memcmp(app.payload, "two!", 4) == 0);
+    ck_assert_int_eq(sl_chan_server_seal_deferred(s, &d1, 8, "one!", 4, &rp, &rpl, &err), 0);
+    uint8_t *a1 = dup_bytes(rp, rpl);
+    /* Answered once: a second answer is refused; a re-send now gets the
+     * cached answer (byte-level: no route, so it is handed back). */
+    ck_assert_int_eq(sl_chan_server_seal_deferred(s, &d1, 8, "again", 5, &rp, &rpl, &err),
+                     SL_ESTATE);
+    ck_assert_int_eq(srv(s, f1, n1, &req, &r, &rl, &err), 0);
+    ck_assert(req.type == 0 && r != NULL && rl == rpl);
+    ck_assert_mem_eq(r, a1, rl);
+    free(r);
+    ck_assert_int_eq(sl_chan_client_open(c1, a1, rpl, &app, &err), 0);
+    ck_assert(app.type == 8 && app.len == 4 && memcmp(app.payload, "one!", 4) == 0);
+    /* c1 gives up on a deferred request and sends another: the late
+     * answer is refused and the session goes on. */
+    uint8_t *f3, *f4;
+    size_t n3, n4;
+    sl_chan_deferred d3;
+    ck_assert_int_eq(sl_chan_client_seal(c1, 7, "three", 5, &f3, &n3, &err), 0);
+    ck_assert_int_eq(srv(s, f3, n3, &req, &r, &rl, &err), 0);
+    free((void *)req.payload);
+    ck_assert_int_eq(sl_chan_server_defer(s, &d3, &err), 0);
+    ck_assert_int_eq(sl_chan_client_seal(c1, 7, "four", 4, &f4, &n4, &err), 0);
+    ck_assert_int_eq(srv(s, f4, n4, &req, &r, &rl, &err), 0);
+    ck_assert_uint_eq(req.type, 7);
+    free((void *)req.payload);
+    ck_assert_int_eq(sl_chan_server_seal_reply(s, 8, "four!", 5, &rp, &rpl, &err), 0);
+    uint8_t *a4 = dup_bytes(rp, rpl);
+    ck_assert_int_eq(sl_chan_server_seal_deferred(s, &d3, 8, "late", 4, &rp, &rpl, &err),
+                     SL_ESTATE);
+    ck_assert_msg(strstr(err.msg, "moved on") != NULL, "%s", err.msg);
+    ck_assert_int_eq(sl_chan_client_open(c1, a4, rpl, &app, &err), 0);
+    ck_assert(app.len == 5 && memcmp(app.payload, "four!", 5) == 0);
+    round_trip(s, c1, 9, (const uint8_t *)"after", 5);
+    round_trip(s, c2, 9, (const uint8_t *)"after", 5);
+    sl_transport_free(f1), sl_transport_free(f2), sl_transport_free(f3), sl_transport_free(f4);
+    free(a1), free(a2), free(a4);
+    sl_chan_client_free(c1);
+    sl_chan_client_free(c2);
+    sl_chan_server_free(s);
+}
+END_TEST
+
 /* Pipelining at the byte level: four requests in flight, answered from the
  * cache when re-sent inside the window, refused when replayed after the
  * site acknowledged them, reordered or altered inside the window; replies
@@ -825,6 +919,127 @@ END_TEST
 /* The stream over real sockets: messages of seeded random sizes, up to
  * SL_CHAN_WINDOW in flight, echoed in order; a slow answer while the site
  * re-sends everything in flight is processed once. */
+/* Deferred answers over sockets: the server holds type 60 (and 62)
+ * requests while it serves another client, REQ re-sends the held request
+ * meanwhile (every 100 ms) without it being processed twice, and the held
+ * call returns with the answer (or the refusal) given later. */
+typedef struct hold_thread {
+    sl_chan_server *s;
+    volatile int stop;
+    int app_requests;
+} hold_thread;
+
+static void *serve_hold(void *arg)
+{
+    hold_thread *t = arg;
+    sl_chan_deferred held[4];
+    int refuse[4], nheld = 0;
+    while (!t->stop) {
+        sl_chan_request req;
+        sl_err err = {0};
+        if (sl_chan_server_next(t->s, 50, &req, &err) != 0)
+            break;
+        if (!req.type)
+            continue;
+        t->app_requests++;
+        if ((req.type == 60 || req.type == 62) && nheld < 4) {
+            if (sl_chan_server_defer(t->s, &held[nheld], &err) == 0)
+                refuse[nheld++] = req.type == 62;
+            continue;
+        }
+        sl_chan_server_reply(t->s, req.type, req.payload, req.len, &err);
+        if (req.type == 61) { /* release everything held */
+            for (int k = 0; k < nheld; k++) {
+                if (refuse[k])
+                    sl_chan_server_reply_deferred_error(t->s, &held[k], SL_WIRE_ERR_APP,
+                                                        "held, then refused", &err);
+                else
+                    sl_chan_server_reply_deferred(t->s, &held[k], 60, "released", 8, &err);
+            }
+            nheld = 0;
+        }
+    }
+    return NULL;
+}
+
+typedef struct held_call {
+    sl_chan_client *c;
+    uint16_t type;
+    int rc;
+    char got[32];
+    char msg[256];
+} held_call;
+
+static void *call_held(void *arg)
+{
+    held_call *h = arg;
+    sl_err err = {0};
+    sl_chan_reply r;
+    h->rc = sl_chan_client_call(h->c, h->type, "wait", 4, &r, &err);
+    if (h->rc == 0) {
+        snprintf(h->got, sizeof h->got, "%.*s", (int)r.len, (const char *)r.payload);
+        sl_chan_reply_free(&r);
+    } else {
+        snprintf(h->msg, sizeof h->msg, "%s", err.msg);
+    }
+    return NULL;
+}
+
+START_TEST(test_sockets_deferred)
+{
+    fx f;
+    fx_init(&f);
+    int port = free_port();
+    snprintf(f.scfg.listen, sizeof f.scfg.listen, "127.0.0.1:%d", port);
+    snprintf(f.ccfg.server, sizeof f.ccfg.server, "127.0.0.1:%d", port);
+    f.scfg.clock = NULL;
+    f.ccfg.resend_ivl_ms = 100;
+    f.ccfg.timeout_ms = 20000;
+    sl_chan_server *s = mk_server(&f.scfg);
+    sl_err err = {0};
+    ck_assert_int_eq(sl_chan_server_listen(s, &err), 0);
+    hold_thread t = {.s = s};
+    pthread_t th;
+    ck_assert_int_eq(pthread_create(&th, NULL, serve_hold, &t), 0);
+    sl_chan_client *c1 = mk_client(&f.ccfg), *c2 = mk_client(&f.ccfg);
+    for (int round = 0; round < 2; round++) {
+        held_call h = {.c = c1, .type = round == 0 ? 60 : 62};
+        pthread_t ch;
+        ck_assert_int_eq(pthread_create(&ch, NULL, call_held, &h), 0);
+        usleep(450000); /* held: REQ re-sends it a few times */
+        sl_chan_reply r;
+        ck_assert_msg(sl_chan_client_call(c2, 61, "go", 2, &r, &err) == 0, "%s", err.msg);
+        ck_assert_mem_eq(r.payload, "go", 2);
+        sl_chan_reply_free(&r);
+        pthread_join(ch, NULL);
+        if (round == 0) {
+            ck_assert_msg(h.rc == 0, "%s", h.msg);
+            ck_assert_str_eq(h.got, "released");
+        } else {
+            ck_assert_int_eq(h.rc, SL_EINVAL);
+            ck_assert_msg(strstr(h.msg, "held, then refused") != NULL, "%s", h.msg);
+        }
+    }
+    sl_chan_server_stats st;
+    sl_chan_server_get_stats(s, &st);
+    /* Each held request processed once (2 + 2 calls, plus c1's and c2's
+     * handshakes, which are not application requests). */
+    ck_assert_int_eq(t.app_requests, 4);
+    ck_assert_msg(st.resent >= 2, "REQ re-sends of the held requests: %llu",
+                  (unsigned long long)st.resent);
+    /* c1 goes on normally afterwards. */
+    sl_chan_reply r;
+    ck_assert_msg(sl_chan_client_call(c1, 5, "more", 4, &r, &err) == 0, "%s", err.msg);
+    ck_assert_mem_eq(r.payload, "more", 4);
+    sl_chan_reply_free(&r);
+    t.stop = 1;
+    pthread_join(th, NULL);
+    sl_chan_client_free(c1);
+    sl_chan_client_free(c2);
+    sl_chan_server_free(s);
+}
+END_TEST
+
 START_TEST(test_sockets_stream)
 {
     fx f;
@@ -1757,6 +1972,8 @@ Suite *channel_suite(void)
     tcase_add_test(core, test_key_schedule_as_documented);
     tcase_add_test(core, test_sockets_call_resend_fetch);
     tcase_add_test(core, test_sockets_stream);
+    tcase_add_test(core, test_deferred_answers);
+    tcase_add_test(core, test_sockets_deferred);
     tcase_add_test(core, test_config_files);
     tcase_set_timeout(core, 120);
     suite_add_tcase(s, core);
