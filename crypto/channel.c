@@ -146,10 +146,10 @@ static void confirm_mac(uint8_t mac[32], const uint8_t confirm[32], const uint8_
 
 /* ---- sealed frames ------------------------------------------------------- */
 
-/* frame = [header 64][plaintext ptlen][tag 16]; the plaintext is already in
- * place. Encrypts in place with a fresh random nonce. */
-static void seal_in_place(uint8_t *frame, uint8_t type, const uint8_t sid[16], uint64_t ctr,
-                          uint64_t ack, size_t ptlen, const uint8_t key[32])
+/* Writes the sealed-frame header (fresh random nonce, returned in nonce)
+ * in front of ptlen plaintext bytes at frame + SL_WIRE_SEALED_HDR. */
+static void seal_header(uint8_t *frame, uint8_t type, const uint8_t sid[16], uint64_t ctr,
+                        uint64_t ack, size_t ptlen, uint8_t nonce[SL_WIRE_AEAD_NONCE_BYTES])
 {
     sl_wire_sealed h;
     memcpy(h.sid, sid, 16);
@@ -159,9 +159,31 @@ static void seal_in_place(uint8_t *frame, uint8_t type, const uint8_t sid[16], u
     h.ct = NULL;
     h.ct_len = ptlen + SL_WIRE_TAG_BYTES;
     sl_wire_sealed_header(frame, type, &h);
-    uint8_t *pt = frame + SL_WIRE_SEALED_HDR;
-    crypto_aead_xchacha20poly1305_ietf_encrypt_detached(pt, pt + ptlen, NULL, pt, ptlen, frame,
-                                                        SL_WIRE_SEALED_HDR, NULL, h.nonce, key);
+    memcpy(nonce, h.nonce, sizeof h.nonce);
+}
+
+/* Encrypts the plaintext of src (header written by seal_header) into out,
+ * which may be src itself: header copied, ciphertext, tag. The same inputs
+ * give the same bytes, so a frame can be sealed again for a re-send. */
+static void seal_to(uint8_t *out, const uint8_t *src, size_t ptlen,
+                    const uint8_t nonce[SL_WIRE_AEAD_NONCE_BYTES], const uint8_t key[32])
+{
+    if (out != src)
+        memcpy(out, src, SL_WIRE_SEALED_HDR);
+    uint8_t *ct = out + SL_WIRE_SEALED_HDR;
+    crypto_aead_xchacha20poly1305_ietf_encrypt_detached(ct, ct + ptlen, NULL,
+                                                        src + SL_WIRE_SEALED_HDR, ptlen, out,
+                                                        SL_WIRE_SEALED_HDR, NULL, nonce, key);
+}
+
+/* frame = [header 64][plaintext ptlen][tag 16]; the plaintext is already in
+ * place. Encrypts in place with a fresh random nonce. */
+static void seal_in_place(uint8_t *frame, uint8_t type, const uint8_t sid[16], uint64_t ctr,
+                          uint64_t ack, size_t ptlen, const uint8_t key[32])
+{
+    uint8_t nonce[SL_WIRE_AEAD_NONCE_BYTES];
+    seal_header(frame, type, sid, ctr, ack, ptlen, nonce);
+    seal_to(frame, frame, ptlen, nonce, key);
 }
 
 /* Decrypts the ciphertext of a decoded sealed frame in place. verify_only
@@ -1700,8 +1722,11 @@ typedef struct flight {
     uint64_t counter;
     uint32_t rid;       /* request id of its last (re)send on the raw socket */
     uint64_t seq;       /* order of its last (re)send among all sends */
-    uint8_t *frame;     /* the sealed bytes, kept for re-sending (malloc, see frame_get) */
-    size_t len, cap;
+    uint8_t *frame;     /* header and plaintext, kept for sealing re-sends (malloc, see
+                         * frame_get); each (re)send seals them into a new transport buffer */
+    size_t len, cap;    /* len: the sealed frame's length */
+    uint8_t nonce[SL_WIRE_AEAD_NONCE_BYTES];
+    uint8_t sid[16];    /* the session it was sealed in */
     sl_transport_msg held; /* its answer when it came before an earlier one's */
 } flight;
 
@@ -2107,9 +2132,12 @@ int sl_chan_client_handle(sl_chan_client *c, uint8_t *frame, size_t n, uint8_t *
 
 /* Seals a DATA frame: of a copy of payload, or (inplace != NULL) of the
  * frame inplace, a transport buffer of the right size whose payload bytes
- * are already in place (taken on success only). */
+ * are already in place (taken on success only). With nonce_only, only the
+ * header is written (its nonce goes to nonce_only) and the plaintext
+ * stays: the stream seals it into the buffer it sends (stream_put). */
 static int seal_data(sl_chan_client *c, int pipelined, uint16_t type, const void *payload,
-                     size_t len, uint8_t *inplace, uint8_t **frame, size_t *n, sl_err *err)
+                     size_t len, uint8_t *inplace, uint8_t **frame, size_t *n,
+                     uint8_t *nonce_only, sl_err *err)
 {
     if (c->state != SL_CHAN_READY && c->state != SL_CHAN_REQUEST_SENT)
         return sl_err_set(err, SL_ESTATE, "client: no established session");
@@ -2134,7 +2162,10 @@ static int seal_data(sl_chan_client *c, int pipelined, uint16_t type, const void
         c->nwin = 0; /* lockstep: a new request replaces any unanswered one */
     /* ack: the oldest request still awaiting its reply (this one if none):
      * the server may forget its answers to everything before it. */
-    seal_in_place(f, SL_WIRE_DATA, c->sid, ctr, c->nwin ? c->win[0] : ctr, ptlen, c->k->c2s);
+    if (nonce_only)
+        seal_header(f, SL_WIRE_DATA, c->sid, ctr, c->nwin ? c->win[0] : ctr, ptlen, nonce_only);
+    else
+        seal_in_place(f, SL_WIRE_DATA, c->sid, ctr, c->nwin ? c->win[0] : ctr, ptlen, c->k->c2s);
     c->win[c->nwin++] = ctr;
     c->state = SL_CHAN_REQUEST_SENT;
     *frame = f;
@@ -2145,13 +2176,13 @@ static int seal_data(sl_chan_client *c, int pipelined, uint16_t type, const void
 int sl_chan_client_seal(sl_chan_client *c, uint16_t type, const void *payload, size_t len,
                         uint8_t **frame, size_t *n, sl_err *err)
 {
-    return seal_data(c, 0, type, payload, len, NULL, frame, n, err);
+    return seal_data(c, 0, type, payload, len, NULL, frame, n, NULL, err);
 }
 
 int sl_chan_client_seal_pipelined(sl_chan_client *c, uint16_t type, const void *payload,
                                   size_t len, uint8_t **frame, size_t *n, sl_err *err)
 {
-    return seal_data(c, 1, type, payload, len, NULL, frame, n, err);
+    return seal_data(c, 1, type, payload, len, NULL, frame, n, NULL, err);
 }
 
 unsigned sl_chan_client_in_flight(const sl_chan_client *c) { return c->nwin; }
@@ -2397,9 +2428,19 @@ static int stream_transport(sl_chan_client *c, sl_err *err)
 static int stream_put(sl_chan_client *c, unsigned k, sl_err *err)
 {
     flight *f = &c->fl[k];
+    if (c->state != SL_CHAN_REQUEST_SENT || sodium_memcmp(f->sid, c->sid, sizeof f->sid) != 0)
+        return sl_err_set(err, SL_ESTATE, "client: the session of a request in flight ended");
+    /* Sealed straight into the buffer nanomsg sends and frees: no copy of
+     * the frame on the way out. A re-send seals the same plaintext with
+     * the same nonce, header and key again: the same bytes. */
+    uint8_t *out = alloc_frame(f->len, err);
+    if (!out)
+        return SL_ENOMEM;
+    seal_to(out, f->frame, f->len - SL_WIRE_SEALED_HDR - SL_WIRE_TAG_BYTES, f->nonce,
+            c->k->c2s);
     f->rid = c->next_rid = c->next_rid % 0x7fffffffu + 1;
     f->seq = ++c->send_seq;
-    return sl_transport_request(c->ptp, f->rid, f->frame, f->len, err);
+    return sl_transport_request_owned(c->ptp, f->rid, out, f->len, err);
 }
 
 /* send(), of a copy of payload or of the frame inplace (capacity
@@ -2436,8 +2477,9 @@ static int stream_send(sl_chan_client *c, uint16_t type, const void *payload, si
     }
     flight *f = &c->fl[c->nfl];
     memset(f, 0, sizeof *f);
-    if ((rc = seal_data(c, 1, type, NULL, len, inplace, &f->frame, &f->len, err)))
+    if ((rc = seal_data(c, 1, type, NULL, len, inplace, &f->frame, &f->len, f->nonce, err)))
         goto fail;
+    memcpy(f->sid, c->sid, sizeof f->sid);
     f->cap = inplace_cap;
     f->counter = c->win[c->nwin - 1];
     c->nfl++;

@@ -240,7 +240,27 @@ int sl_transport_send_owned(sl_transport *t, void *buf, size_t n, sl_err *err)
     return 0;
 }
 
+static int request_msg(sl_transport *t, uint32_t id, void *iov_base, size_t iov_len, size_t n,
+                       sl_err *err);
+
 int sl_transport_request(sl_transport *t, uint32_t id, const void *buf, size_t n, sl_err *err)
+{
+    return request_msg(t, id, (void *)buf, n, n, err);
+}
+
+int sl_transport_request_owned(sl_transport *t, uint32_t id, void *buf, size_t n, sl_err *err)
+{
+    void *p = buf;
+    int rc = request_msg(t, id, &p, NN_MSG, n, err);
+    if (rc)
+        nn_freemsg(buf); /* nanomsg takes the buffer only on success */
+    return rc;
+}
+
+/* One raw request: iov_len is n (nanomsg copies the bytes) or NN_MSG
+ * (iov_base points at the nanomsg buffer it takes). */
+static int request_msg(sl_transport *t, uint32_t id, void *iov_base, size_t iov_len, size_t n,
+                       sl_err *err)
 {
     if (!t->raw)
         return sl_err_set(err, SL_ESTATE, "%s: request ids need a raw REQ socket", t->url);
@@ -270,7 +290,7 @@ int sl_transport_request(sl_transport *t, uint32_t id, const void *buf, size_t n
     memcpy(d, &four, sizeof four);
     d += sizeof four;
     d[0] = (uint8_t)(v >> 24), d[1] = (uint8_t)(v >> 16), d[2] = (uint8_t)(v >> 8), d[3] = (uint8_t)v;
-    struct nn_iovec iov = {.iov_base = (void *)buf, .iov_len = n};
+    struct nn_iovec iov = {.iov_base = iov_base, .iov_len = iov_len};
     struct nn_msghdr h = {
         .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl, .msg_controllen = sizeof ctl};
     if (nn_sendmsg(t->sock, &h, 0) < 0)

@@ -94,6 +94,9 @@ int sl_transport_send_owned(sl_transport *t, void *buf, size_t n, sl_err *err);
 /* Raw REQ only: sends a copy of buf as request `id` (1..0x7fffffff), after
  * waiting up to the send timeout for the connection to take it. */
 int sl_transport_request(sl_transport *t, uint32_t id, const void *buf, size_t n, sl_err *err);
+/* The same without the copy: buf (n bytes, from sl_transport_alloc) is
+ * taken in every case. */
+int sl_transport_request_owned(sl_transport *t, uint32_t id, void *buf, size_t n, sl_err *err);
 /* Raw REQ only: the request id a received reply answers, 0 if it has none. */
 uint32_t sl_transport_msg_id(const sl_transport_msg *m);
 /* The URL the socket was bound or connected to. */
