@@ -248,6 +248,7 @@ typedef struct run {
     /* results, written by the server thread */
     double t_agg;           /* round start to the decoded (or plain) sum */
     double t_phase[NPHASES];
+    double cpu_phase[NPHASES]; /* server thread CPU in each phase */
     double t_fetch[NPHASES]; /* phase start to the last site's fetch of its message */
     double t_update;
     double srv_cpu;         /* server thread CPU in the round */
@@ -354,7 +355,7 @@ typedef struct srv {
     size_t cert_len;
     ssite *sites;
     int phase;
-    double t0, t_mark, cpu0;
+    double t0, t_mark, cpu0, cpu_mark;
     const sl_chan_deferred *to; /* the held POLL being answered, NULL: the current request */
     sl_secagg_config sa;
     sl_dp_params dpp;
@@ -401,7 +402,7 @@ static int round_start(srv *s, sl_err *err)
 {
     run *r = s->r;
     s->t0 = s->t_mark = now();
-    s->cpu0 = cpu();
+    s->cpu0 = s->cpu_mark = cpu();
     int rc;
     memset(&s->dpp, 0, sizeof s->dpp);
     if ((rc = sl_secagg_config_default(&s->sa, r->n, r->words, 0.3, 32, err)))
@@ -453,9 +454,11 @@ static int all_at(const srv *s, int step)
 
 static void mark(srv *s, int ph)
 {
-    double t = now();
+    double t = now(), c = cpu();
     s->r->t_phase[ph] = t - s->t_mark;
+    s->r->cpu_phase[ph] = c - s->cpu_mark;
     s->t_mark = t;
+    s->cpu_mark = c;
 }
 
 /* Unmask, decode, FedAvg. */
@@ -1529,9 +1532,11 @@ static int one(const creds *cr, uint32_t n, uint32_t dim, double t_train, int st
            t_train, steps);
     printf("  secure aggregation + DP, loopback wall                %8.3f s\n", sec.t_agg);
     for (int p = 0; p < NPHASES - 1; p++)
-        printf("    %-36s %8.3f s  (the last site fetched its message after %.3f s)\n",
-               phase_label[p], sec.t_phase[p], sec.t_fetch[p]);
-    printf("    %-36s %8.3f s\n", phase_label[NPHASES - 1], sec.t_phase[NPHASES - 1]);
+        printf("    %-36s %8.3f s  (the last site fetched its message after %.3f s; server "
+               "CPU %.3f s)\n", phase_label[p], sec.t_phase[p], sec.t_fetch[p],
+               sec.cpu_phase[p]);
+    printf("    %-36s %8.3f s  (server CPU %.3f s)\n", phase_label[NPHASES - 1],
+           sec.t_phase[NPHASES - 1], sec.cpu_phase[NPHASES - 1]);
     printf("  server update (FedAvg)                                %8.5f s\n", sec.t_update);
     printf("  round total, secure (loopback)                        %8.3f s\n", sec_total);
     printf("  round total, plain (loopback; plain aggregation %.3f s, update %.5f s) %8.3f s\n",
