@@ -1071,8 +1071,8 @@ static int answer_poll(srv *s, site *x, int may_hold, sl_err *err)
         return rc;
     }
     if (x->sampled) {
-        if (s->phase == PH_TRAIN && x->step == 0)
-            return reply_task(s, SL_FED_TASK_TRAIN, s->train_msg + 9, s->train_len - 9, err);
+        if (s->phase == PH_TRAIN && x->step == 0) /* sl_fed_train_encode made the whole TASK */
+            return answer(s, SL_WIRE_APP_FED_TASK, s->train_msg, s->train_len, err);
         if (s->phase == PH_SHARES && x->step == 1)
             return reply_task(s, SL_FED_TASK_KEYLIST, s->keylist, s->keylist_len, err);
         if (s->phase == PH_MASKED && x->step == 2) {
