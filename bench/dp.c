@@ -69,9 +69,7 @@ static int one(uint32_t n, uint32_t dim, double stream)
     sl_dp_params p;
     sl_dp_plan pl;
     memset(&p, 0, sizeof p);
-    uint32_t padded = 1;
-    while (padded < dim)
-        padded <<= 1;
+    uint32_t block, padded = sl_dp_layout(dim, &block);
     if (sl_secagg_config_default(&sa, n, padded, 0.3, 32, &err))
         goto fail;
     p.dim = dim;

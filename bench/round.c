@@ -1464,9 +1464,7 @@ static int one(const creds *cr, uint32_t n, uint32_t dim, double t_train, int st
                uint32_t wait_ms)
 {
     sl_err err = {0};
-    uint32_t words = 1;
-    while (words < dim)
-        words <<= 1;
+    uint32_t block, words = sl_dp_layout(dim, &block); /* the DP plan's padded length */
     float *global0 = malloc((size_t)dim * sizeof *global0);
     uint32_t *inputs = malloc((size_t)n * words * 4);
     uint32_t *sum = malloc((size_t)words * 4), *ref = calloc(words, 4);

@@ -29,11 +29,9 @@ int sl_dp_plan_init(sl_dp_plan *pl, const sl_dp_params *p, sl_err *err)
     sl_dp_plan q;
     memset(&q, 0, sizeof q);
     q.p = *p;
-    q.dim_padded = 1;
-    while (q.dim_padded < p->dim)
-        q.dim_padded <<= 1;
-    if (q.dim_padded > SL_DP_MAX_DIM)
-        return sl_err_set(err, SL_ELIMIT, "dp: padded dim %u above %u", q.dim_padded,
+    q.dim_padded = sl_dp_layout(p->dim, &q.rot_block);
+    if (q.dim_padded == 0)
+        return sl_err_set(err, SL_ELIMIT, "dp: dim %u pads to more than %u", p->dim,
                           SL_DP_MAX_DIM);
     double cs = p->clip * p->scale, d = q.dim_padded;
     if (cs > 0x1.0p60)
@@ -150,30 +148,56 @@ static void fwht(double *x, size_t n)
         x[i] *= f;
 }
 
-static int check_pow2(size_t n, sl_err *err)
+uint32_t sl_dp_layout(uint32_t dim, uint32_t *block)
 {
-    if (n == 0 || (n & (n - 1)) || n > SL_DP_MAX_DIM)
-        return sl_err_set(err, SL_EINVAL, "dp: rotation length %zu is not a power of two <= %u", n,
+    *block = 0;
+    if (dim == 0 || dim > SL_DP_MAX_DIM)
+        return 0;
+    uint32_t p2 = 1;
+    while (p2 < dim)
+        p2 <<= 1;
+    uint32_t lo = p2 / SL_DP_MAX_BLOCKS;
+    if (lo < SL_DP_MIN_BLOCK)
+        lo = SL_DP_MIN_BLOCK;
+    uint32_t best = p2, bb = p2;
+    for (uint32_t b = p2 / 2; b >= lo; b /= 2) {
+        uint32_t padded = (dim + b - 1) / b * b; /* <= p2: no overflow */
+        if (padded < best) {
+            best = padded;
+            bb = b;
+        }
+    }
+    *block = bb;
+    return best;
+}
+
+static int check_layout(size_t n, size_t block, sl_err *err)
+{
+    if (block == 0 || (block & (block - 1)) || n == 0 || n % block || n > SL_DP_MAX_DIM)
+        return sl_err_set(err, SL_EINVAL, "dp: rotation of %zu values in blocks of %zu: the block "
+                          "must be a power of two dividing a length <= %u", n, block,
                           SL_DP_MAX_DIM);
     return 0;
 }
 
-int sl_dp_rotate(double *x, size_t n, const uint8_t seed[32], sl_err *err)
+int sl_dp_rotate(double *x, size_t n, size_t block, const uint8_t seed[32], sl_err *err)
 {
-    int rc = check_pow2(n, err);
+    int rc = check_layout(n, block, err);
     if (rc)
         return rc;
     apply_signs(x, n, seed);
-    fwht(x, n);
+    for (size_t b = 0; b < n; b += block)
+        fwht(x + b, block);
     return 0;
 }
 
-int sl_dp_unrotate(double *x, size_t n, const uint8_t seed[32], sl_err *err)
+int sl_dp_unrotate(double *x, size_t n, size_t block, const uint8_t seed[32], sl_err *err)
 {
-    int rc = check_pow2(n, err);
+    int rc = check_layout(n, block, err);
     if (rc)
         return rc;
-    fwht(x, n); /* H / sqrt(n) is its own inverse */
+    for (size_t b = 0; b < n; b += block)
+        fwht(x + b, block); /* H / sqrt(B) is its own inverse */
     apply_signs(x, n, seed);
     return 0;
 }
@@ -234,7 +258,7 @@ int sl_dp_encode(const sl_dp_plan *pl, const float *delta, void *words, sl_dp_rn
         norm = l2norm_d(x, p->dim);
         f = 1 - 0x1.0p-40;
     }
-    if ((rc = sl_dp_rotate(x, n, p->rotation_seed, err)))
+    if ((rc = sl_dp_rotate(x, n, pl->rot_block, p->rotation_seed, err)))
         goto out;
     for (size_t i = 0; i < n; i++)
         x[i] *= p->scale;
@@ -290,7 +314,7 @@ int sl_dp_decode(const sl_dp_plan *pl, const void *sum, float *out, sl_err *err)
                                      : (int64_t)((const uint64_t *)sum)[i];
         y[i] = (double)v / pl->p.scale;
     }
-    int rc = sl_dp_unrotate(y, n, pl->p.rotation_seed, err);
+    int rc = sl_dp_unrotate(y, n, pl->rot_block, pl->p.rotation_seed, err);
     if (!rc)
         for (size_t i = 0; i < pl->p.dim; i++)
             out[i] = (float)y[i];
@@ -304,7 +328,7 @@ double sl_dp_overflow_bound(const sl_dp_plan *pl, uint32_t n_sites)
     double half = ldexp(1.0, (int)pl->p.bits - 1), margin = half - n;
     if (margin <= 0)
         return 1;
-    double var = n * n * cs * cs / d;
+    double var = n * n * cs * cs / pl->rot_block; /* flattened within a block */
     if (pl->site_noise)
         var += n * sl_dp_dgauss_variance(&pl->site_dg);
     if (pl->central_noise)

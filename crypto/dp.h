@@ -2,8 +2,9 @@
  * aggregation, after Kairouz, Liu and Steinke 2021 ("The Distributed
  * Discrete Gaussian Mechanism for Federated Learning with Secure
  * Aggregation"). A site's update goes through
- *   clip to L2 norm C  ->  zero-pad to D' = 2^k >= D  ->  randomised
- *   Walsh-Hadamard rotation (seeded signs, then H / sqrt(D'))  ->  scale by
+ *   clip to L2 norm C  ->  zero-pad to D' = a whole number of blocks of
+ *   B = 2^k coordinates (sl_dp_layout)  ->  randomised Walsh-Hadamard
+ *   rotation (seeded signs on all D', then H / sqrt(B) on each block)  ->  scale by
  *   the grid scale s  ->  conditional randomised rounding (retry until the
  *   integer vector's norm is at most the bound below)  ->  + discrete
  *   Gaussian noise of variance (sigma C s)^2 / t per coordinate (distributed
@@ -20,11 +21,12 @@
  * every vector that leaves a site respects the bound.
  *
  * Overflow bound: with n sites, coordinate j of the modular sum wraps only
- * if |sum| >= 2^(bits-1). The rotated data part is a Rademacher sum with
- * coefficient norm <= n C s / sqrt(D'), rounding moves each site by less
- * than 1, and discrete Gaussians are sub-Gaussian with their sigma (CKS20),
- * so by Hoeffding and a union bound over D' coordinates
- *   P[overflow] <= 2 D' exp(-(2^(bits-1) - n)^2 / (2 (n^2 (C s)^2 / D' + V)))
+ * if |sum| >= 2^(bits-1). The rotated data part of a coordinate in block b
+ * is a Rademacher sum with coefficient norm <= n ||x_b|| s / sqrt(B) <=
+ * n C s / sqrt(B), rounding moves each site by less than 1, and discrete
+ * Gaussians are sub-Gaussian with their sigma (CKS20), so by Hoeffding and
+ * a union bound over D' coordinates
+ *   P[overflow] <= 2 D' exp(-(2^(bits-1) - n)^2 / (2 (n^2 (C s)^2 / B + V)))
  * with V the total noise variance (n (sigma C s)^2 / t distributed,
  * (sigma C s)^2 central). sl_dp_check_modulus refuses a plan whose bound
  * exceeds the allowed probability.
@@ -44,6 +46,8 @@
 enum { SL_DP_DISTRIBUTED = 0, SL_DP_CENTRAL = 1 };
 
 #define SL_DP_MAX_DIM (1u << 26)          /* padded length limit (words) */
+#define SL_DP_MIN_BLOCK 1024u             /* smallest rotation block of a split update */
+#define SL_DP_MAX_BLOCKS 16u              /* a block is at least 1/16 of the power of two */
 #define SL_DP_MAX_OVERFLOW_PROB 1e-12      /* default allowed P[overflow] */
 #define SL_DP_DEFAULT_BETA 0.60653065971263342 /* exp(-1/2), as in KLS21 */
 #define SL_DP_MAX_ROUNDING_TRIES 1000
@@ -62,7 +66,8 @@ typedef struct sl_dp_params {
 
 typedef struct sl_dp_plan {
     sl_dp_params p;
-    uint32_t dim_padded;          /* D' = 2^k >= D: rotation and wire length */
+    uint32_t dim_padded;          /* D' >= D: rotation and wire length (sl_dp_layout) */
+    uint32_t rot_block;           /* B = 2^k dividing D': the rotation's block */
     double l2_bound;              /* Delta2, grid units */
     unsigned __int128 l2_bound2;  /* floor(Delta2^2): the exact acceptance test */
     int site_noise;               /* 1: sites add site_dg (distributed, sigma > 0) */
@@ -87,11 +92,23 @@ double sl_dp_l2norm(const float *x, size_t n);
  * values (SL_EINVAL naming the index) and leaves x untouched then. */
 int sl_dp_clip(float *x, size_t n, double clip, double *pre_norm, sl_err *err);
 
-/* In-place orthonormal randomised Hadamard transform of n = 2^k doubles:
- * rotate gives H diag(d) x / sqrt(n), unrotate its inverse, with signs d
- * drawn from a stream seeded by seed. */
-int sl_dp_rotate(double *x, size_t n, const uint8_t seed[32], sl_err *err);
-int sl_dp_unrotate(double *x, size_t n, const uint8_t seed[32], sl_err *err);
+/* The rotation's layout for an update of dim values: *block = B = 2^k and
+ * the padded length D' (returned), a whole number of blocks. P2, the
+ * smallest power of two >= dim, is one block when dim <= SL_DP_MIN_BLOCK;
+ * otherwise B ranges over the powers of two from max(SL_DP_MIN_BLOCK,
+ * P2 / SL_DP_MAX_BLOCKS) to P2, D' is the smallest padded length among
+ * them and B the largest block giving it. GPT-2 adapters (9 x 2^k values)
+ * are not padded at all; a power of two is one block, as before. Sites and
+ * server derive the same layout from dim. 0 (block 0) when dim is 0 or
+ * D' would exceed SL_DP_MAX_DIM. */
+uint32_t sl_dp_layout(uint32_t dim, uint32_t *block);
+
+/* In-place orthonormal randomised Hadamard transform of n doubles in
+ * blocks of block = 2^k (n a multiple of block): rotate flips signs with d
+ * (drawn over all n from a stream seeded by seed), then applies H / sqrt(B)
+ * to each block; unrotate is its inverse. */
+int sl_dp_rotate(double *x, size_t n, size_t block, const uint8_t seed[32], sl_err *err);
+int sl_dp_unrotate(double *x, size_t n, size_t block, const uint8_t seed[32], sl_err *err);
 
 /* Randomised rounding of x (n values) to integers z, repeated until
  * sum z^2 <= bound2; *tries gets the attempts. SL_EABORT after

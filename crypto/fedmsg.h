@@ -50,7 +50,8 @@
 #include "shared/err.h"
 #include "shared/wire.h"
 
-#define SL_FEDMSG_VERSION 2 /* 2: POLL acknowledges receipts, TRAIN carries certificates */
+#define SL_FEDMSG_VERSION 3 /* 2: POLL acknowledges receipts, TRAIN carries certificates;
+                             * 3: the DP rotation in blocks (sl_dp_layout) */
 #define SL_FEDMSG_MAX_FILES 16u
 #define SL_FEDMSG_MAX_LAYERS 256u
 #define SL_FEDMSG_MAX_STEPS 1000000u

@@ -138,7 +138,7 @@ int sl_secagg_config_check_dp(const sl_secagg_config *c, const sl_dp_plan *pl,
 {
     if (pl->dim_padded != c->dim)
         return sl_err_set(err, SL_EINVAL, "secagg config: dim %u but the DP plan sends %u words "
-                          "(update of %u padded to a power of two)", c->dim, pl->dim_padded,
+                          "(update of %u padded to whole rotation blocks)", c->dim, pl->dim_padded,
                           pl->p.dim);
     if (pl->p.bits != c->bits)
         return sl_err_set(err, SL_EINVAL, "secagg config: modulus 2^%u but the DP plan rounds "

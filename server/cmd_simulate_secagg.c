@@ -224,9 +224,8 @@ int sl_cmd_simulate_secagg(int argc, char **argv)
         p.scale = 1;
         for (int i = 0; i < 32; i++)
             p.rotation_seed[i] = (uint8_t)(seed >> (8 * (i % 8))) ^ (uint8_t)(0x3c + i);
-        words = 1;
-        while (words < dim)
-            words <<= 1;
+        uint32_t block;
+        words = sl_dp_layout((uint32_t)dim, &block); /* the DP plan's padded length */
     }
     if (sl_secagg_config_default(&o.cfg, (uint32_t)sites, words, dropout, (unsigned)bits, &err)) {
         fprintf(stderr, "%s simulate-secagg: %s\n", sl_cli_prog(), err.msg);

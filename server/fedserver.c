@@ -553,9 +553,8 @@ static int round_start(srv *s, sl_err *err)
     }
     /* Secure aggregation and DP plans for this cohort. */
     memset(&s->dpp, 0, sizeof s->dpp);
-    uint32_t dim = (uint32_t)s->lora->nparams, words = 1;
-    while (words < dim)
-        words <<= 1;
+    uint32_t dim = (uint32_t)s->lora->nparams, block;
+    uint32_t words = sl_dp_layout(dim, &block); /* the DP plan's padded length */
     if ((rc = sl_secagg_config_default(&s->sa, s->sampled, words, s->rc->dropout, 32, err)))
         goto refuse;
     s->dpp.dim = dim;

@@ -82,12 +82,12 @@ START_TEST(test_rotation)
             nx += x[i] * x[i];
         }
         memcpy(y, x, n * sizeof *x);
-        ck_assert_int_eq(sl_dp_rotate(y, n, seed, &err), 0);
+        ck_assert_int_eq(sl_dp_rotate(y, n, n, seed, &err), 0);
         double ny = 0;
         for (size_t i = 0; i < n; i++)
             ny += y[i] * y[i];
         ck_assert_double_eq_tol(ny, nx, 1e-10 * nx); /* orthonormal */
-        ck_assert_int_eq(sl_dp_unrotate(y, n, seed, &err), 0);
+        ck_assert_int_eq(sl_dp_unrotate(y, n, n, seed, &err), 0);
         size_t off = 0;
         for (size_t i = 0; i < n; i++)
             off += fabs(y[i] - x[i]) > 1e-12;
@@ -95,7 +95,7 @@ START_TEST(test_rotation)
         /* A basis vector becomes +-1/sqrt(n) everywhere: fully flattened. */
         memset(y, 0, n * sizeof *y);
         y[n / 3] = 1;
-        ck_assert_int_eq(sl_dp_rotate(y, n, seed, &err), 0);
+        ck_assert_int_eq(sl_dp_rotate(y, n, n, seed, &err), 0);
         for (size_t i = 0; i < n; i++)
             off += fabs(fabs(y[i]) - 1 / sqrt((double)n)) > 1e-12;
         ck_assert_uint_eq(off, 0);
@@ -107,9 +107,76 @@ START_TEST(test_rotation)
     for (int i = 0; i < 64; i++)
         a[i] = b[i] = sl_test_randf(&r);
     uint8_t seed2[32] = {10};
-    ck_assert_int_eq(sl_dp_rotate(a, 64, seed, &err), 0);
-    ck_assert_int_eq(sl_dp_rotate(b, 64, seed2, &err), 0);
+    ck_assert_int_eq(sl_dp_rotate(a, 64, 64, seed, &err), 0);
+    ck_assert_int_eq(sl_dp_rotate(b, 64, 64, seed2, &err), 0);
     ck_assert(memcmp(a, b, sizeof a) != 0);
+}
+END_TEST
+
+/* The layout rule (sl_dp_layout) on the shapes that matter, and the
+ * rotation in blocks: orthonormal, inverted exactly, and a basis vector is
+ * flattened to +-1/sqrt(B) across its own block and stays 0 elsewhere. */
+START_TEST(test_rotation_blocks)
+{
+    static const struct {
+        uint32_t dim, padded, block;
+    } cases[] = {
+        {1, 1, 1},              {3, 4, 4},
+        {1000, 1024, 1024},     {1025, 2048, 2048},      /* small: one block */
+        {1500, 2048, 2048},     {4096, 4096, 4096},      /* a power of two: one block */
+        {61440, 61440, 4096},   /* 15 x 4096: the demo's adapter */
+        {147456, 147456, 16384},/* 9 x 16384: GPT-2 small, r8 on 4 blocks' c_attn + c_proj */
+        {294912, 294912, 32768},/* 9 x 32768: r8 on 12 blocks' c_attn */
+        {150000, 163840, 32768},/* padded to the next multiple of P2 / 16, largest block */
+        {(1u << 26), (1u << 26), (1u << 26)},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        uint32_t block = 7, padded = sl_dp_layout(cases[k].dim, &block);
+        ck_assert_msg(padded == cases[k].padded && block == cases[k].block,
+                      "dim %u: padded %u block %u, want %u %u", cases[k].dim, padded, block,
+                      cases[k].padded, cases[k].block);
+        ck_assert_uint_eq(padded % block, 0);
+    }
+    uint32_t block = 7;
+    ck_assert_uint_eq(sl_dp_layout(0, &block), 0);
+    ck_assert_uint_eq(block, 0);
+    ck_assert_uint_eq(sl_dp_layout((1u << 26) + 1, &block), 0);
+
+    sl_test_rng r = {51};
+    sl_err err = {0};
+    uint8_t seed[32] = {4};
+    size_t n = 9 * 2048, b = 2048;
+    double *x = malloc(n * sizeof *x), *y = malloc(n * sizeof *y), nx = 0;
+    for (size_t i = 0; i < n; i++) {
+        x[i] = sl_test_randf(&r);
+        nx += x[i] * x[i];
+    }
+    memcpy(y, x, n * sizeof *x);
+    ck_assert_int_eq(sl_dp_rotate(y, n, b, seed, &err), 0);
+    double ny = 0;
+    for (size_t i = 0; i < n; i++)
+        ny += y[i] * y[i];
+    ck_assert_double_eq_tol(ny, nx, 1e-10 * nx);
+    ck_assert_int_eq(sl_dp_unrotate(y, n, b, seed, &err), 0);
+    size_t off = 0;
+    for (size_t i = 0; i < n; i++)
+        off += fabs(y[i] - x[i]) > 1e-12;
+    ck_assert_uint_eq(off, 0);
+    memset(y, 0, n * sizeof *y);
+    size_t hot = 5 * b + 77; /* in block 5 */
+    y[hot] = 1;
+    ck_assert_int_eq(sl_dp_rotate(y, n, b, seed, &err), 0);
+    for (size_t i = 0; i < n; i++)
+        off += i / b == hot / b ? fabs(fabs(y[i]) - 1 / sqrt((double)b)) > 1e-12 : y[i] != 0;
+    ck_assert_uint_eq(off, 0);
+    /* Bad layouts are refused and leave x alone. */
+    memcpy(y, x, n * sizeof *x);
+    ck_assert_int_eq(sl_dp_rotate(y, n, 3000, seed, &err), SL_EINVAL);
+    ck_assert_int_eq(sl_dp_rotate(y, n, 4096, seed, &err), SL_EINVAL); /* does not divide */
+    ck_assert_int_eq(sl_dp_unrotate(y, n, 0, seed, &err), SL_EINVAL);
+    ck_assert_int_eq(memcmp(y, x, n * sizeof *x), 0);
+    free(x);
+    free(y);
 }
 END_TEST
 
@@ -461,7 +528,7 @@ START_TEST(test_malformed_inputs)
     ck_assert_uint_eq(w[0], 5);
     sl_dp_rng_fini(&rng);
     double odd[3] = {0};
-    ck_assert_int_eq(sl_dp_rotate(odd, 3, p.rotation_seed, &err), SL_EINVAL);
+    ck_assert_int_eq(sl_dp_rotate(odd, 3, 3, p.rotation_seed, &err), SL_EINVAL);
     ck_assert_ptr_nonnull(strstr(err.msg, "power of two"));
 
     /* Records: each defect refused with the field named. */
@@ -508,6 +575,7 @@ Suite *dp_suite(void)
     tcase_set_timeout(core, 60);
     tcase_add_test(core, test_clip_never_exceeds);
     tcase_add_test(core, test_rotation);
+    tcase_add_test(core, test_rotation_blocks);
     tcase_add_test(core, test_conditional_rounding);
     tcase_add_test(core, test_encode_decode_sum);
     tcase_add_test(core, test_noise_variance);
