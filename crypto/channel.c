@@ -2416,9 +2416,16 @@ static int stream_transport(sl_chan_client *c, sl_err *err)
 {
     if (c->ptp)
         return 0;
+    /* A small kernel send buffer on purpose: nanomsg writes what the
+     * socket takes in the caller's thread and the rest from its I/O
+     * thread, so with 256 KiB most of a large request's TCP work (the copy
+     * into the kernel and, on loopback, the delivery) leaves the site's
+     * thread, which meanwhile seals the next request (docs/performance.md
+     * "Channel"). Replies (1 MiB file chunks) still get 4 MiB. */
     sl_transport_opts o = {.max_msg = SL_WIRE_MAX_FRAME,
                            .send_timeout_ms = c->cfg.timeout_ms,
                            .sockbuf_bytes = 4 << 20,
+                           .sndbuf_bytes = SL_CHAN_STREAM_SNDBUF,
                            .raw = 1};
     return sl_transport_connect(c->cfg.server, &o, &c->ptp, err);
 }

@@ -69,6 +69,7 @@
 #define SL_CHAN_SYNC_EVERY (64u << 20)     /* fetch: fdatasync + checkpoint period, bytes */
 #define SL_CHAN_WINDOW 4u                  /* requests a site may have in flight on a session */
 #define SL_CHAN_OVERDUE_MS 1000            /* stream: first re-send of an unanswered request */
+#define SL_CHAN_STREAM_SNDBUF (256 << 10)  /* stream: kernel send buffer (see stream_transport) */
 
 typedef enum sl_chan_log_level { SL_CHAN_LOG_INFO = 1, SL_CHAN_LOG_WARN = 2 } sl_chan_log_level;
 /* Receives one line without newline. Lines name peers and fingerprints,

@@ -101,6 +101,8 @@ static int open_socket(const char *addr, const sl_transport_opts *o, int is_req,
              (set_int(t->sock, NN_SOL_SOCKET, NN_SNDBUF, o->sockbuf_bytes) ||
               set_int(t->sock, NN_SOL_SOCKET, NN_RCVBUF, o->sockbuf_bytes)))
         what = "NN_SNDBUF/NN_RCVBUF";
+    else if (o && o->sndbuf_bytes > 0 && set_int(t->sock, NN_SOL_SOCKET, NN_SNDBUF, o->sndbuf_bytes))
+        what = "NN_SNDBUF";
     if (what) {
         rc = sl_err_set(err, SL_EIO, "%s: setting %s: %s", t->url, what, nn_strerror(nn_errno()));
         goto fail;

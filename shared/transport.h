@@ -55,6 +55,7 @@ typedef struct sl_transport_opts {
     int resend_ivl_ms;   /* REQ only; 0 means SL_TRANSPORT_DEFAULT_RESEND_MS */
     int send_timeout_ms; /* 0 means SL_TRANSPORT_DEFAULT_SEND_TIMEOUT_MS; -1 waits forever */
     int sockbuf_bytes;   /* NN_SNDBUF/NN_RCVBUF; 0 keeps nanomsg's 128 KiB */
+    int sndbuf_bytes;    /* NN_SNDBUF alone when > 0 (overrides sockbuf_bytes for sending) */
     int raw;             /* connect only: a raw REQ socket (requests with ids) */
 } sl_transport_opts;
 
