@@ -4,7 +4,8 @@
  * "Federated round").
  *
  *   bench/round                      N in {3, 10, 50}
- *   bench/round N [STEPS [WAIT_MS]]  one cohort size
+ *   bench/round N [STEPS [WAIT_MS [ROUNDS]]]  one cohort size; ROUNDS secure
+ *                                    rounds in a row, the last one reported
  *
  * The adapter is GPT-2 small's LoRA on the emulator's four adapter blocks
  * (rank 8 on attn.c_attn and attn.c_proj, width 768: 147456 floats).
@@ -227,6 +228,7 @@ typedef struct site_stats {
     double cpu_mask;  /* sl_secagg_client_on_deliver */
     double cpu_sa;    /* the other secure-aggregation calls */
     uint32_t polls;   /* POLLs sent in the round */
+    double cpu_first; /* cpu_total of the first round (rounds > 1) */
 } site_stats;
 
 typedef struct run {
@@ -236,6 +238,7 @@ typedef struct run {
     int port;
     uint32_t wait_ms;
     int steps;
+    uint32_t rounds;        /* secure rounds in a row; the figures are the last one's */
     const float *global0;   /* dim floats: the global adapter at the round's start */
     uint32_t *inputs;       /* n x words: each site's encoded input (exactness) */
     site_stats *ss;         /* n */
@@ -252,6 +255,7 @@ typedef struct run {
     double t_fetch[NPHASES]; /* phase start to the last site's fetch of its message */
     double t_update;
     double srv_cpu;         /* server thread CPU in the round */
+    double srv_cpu_first, site_cpu_first; /* the first round's (rounds > 1) */
     double srv_finish_cpu, srv_decode_cpu;
     uint32_t *sum;          /* words: the unmasked sum (secure) */
     sl_dp_plan plan;        /* the round's plan (secure) */
@@ -356,6 +360,7 @@ typedef struct srv {
     ssite *sites;
     int phase;
     double t0, t_mark, cpu0, cpu_mark;
+    uint64_t round; /* 1..rounds */
     const sl_chan_deferred *to; /* the held POLL being answered, NULL: the current request */
     sl_secagg_config sa;
     sl_dp_params dpp;
@@ -388,7 +393,7 @@ static int reply_task(srv *s, uint8_t kind, const void *body, size_t len, sl_err
 {
     uint8_t *p;
     size_t n;
-    int rc = sl_fed_task_encode(1, kind, body, len, &p, &n, err);
+    int rc = sl_fed_task_encode(s->round, kind, body, len, &p, &n, err);
     if (!rc)
         rc = answer(s, SL_WIRE_APP_FED_TASK, p, n, err);
     free(p);
@@ -401,6 +406,17 @@ static int reply_task(srv *s, uint8_t kind, const void *body, size_t len, sl_err
 static int round_start(srv *s, sl_err *err)
 {
     run *r = s->r;
+    /* The previous round's state goes (rounds > 1). */
+    sl_secagg_server_free(s->agg);
+    free(s->train_msg);
+    free(s->keylist);
+    free(s->unmask_req);
+    s->agg = NULL;
+    s->train_msg = s->keylist = s->unmask_req = NULL;
+    for (uint32_t i = 0; i < r->n; i++)
+        s->sites[i].step = 0;
+    memset(r->t_fetch, 0, sizeof r->t_fetch);
+    s->round++;
     s->t0 = s->t_mark = now();
     s->cpu0 = s->cpu_mark = cpu();
     int rc;
@@ -433,10 +449,10 @@ static int round_start(srv *s, sl_err *err)
     sl_fed_train tr;
     train_fill(&tr, r, &s->dpp, &s->sa, ids);
     tr.global = s->global;
-    rc = sl_fed_train_encode(1, &tr, &s->train_msg, &s->train_len, err);
+    rc = sl_fed_train_encode(s->round, &tr, &s->train_msg, &s->train_len, err);
     if (!rc)
-        rc = sl_secagg_server_create(&s->agg, &s->sa, 1, ids, (const uint8_t(*)[32])pks, r->n,
-                                     err);
+        rc = sl_secagg_server_create(&s->agg, &s->sa, s->round, ids,
+                                     (const uint8_t(*)[32])pks, r->n, err);
     free(ids);
     free(pks);
     if (!rc)
@@ -489,6 +505,10 @@ static int round_finish(srv *s, sl_err *err)
         s->global[j] += out[j] / (float)r->contributors;
     r->t_update = now() - t;
     free(out);
+    if (s->round == 1)
+        r->srv_cpu_first = r->srv_cpu;
+    if (s->round < r->rounds)
+        return round_start(s, err); /* held POLLs get the next TRAIN */
     s->phase = PH_DONE;
     return 0;
 }
@@ -648,7 +668,8 @@ static int on_submit(srv *s, uint32_t i, const sl_chan_request *q, sl_err *err)
     int rc = sl_fed_submit_decode(q->payload, q->len, &round, &m, &ml, err);
     if (rc)
         return rc;
-    if (round != 1 || s->phase < PH_TRAIN || s->phase > PH_UNMASK || x->step != s->phase - 1)
+    if (round != s->round || s->phase < PH_TRAIN || s->phase > PH_UNMASK ||
+        x->step != s->phase - 1)
         return sl_err_set(err, SL_ESTATE, "site %u: submission for round %llu out of turn "
                           "(phase %d, step %d)", i + 1, (unsigned long long)round, s->phase,
                           x->step);
@@ -732,13 +753,14 @@ typedef struct csite {
     sl_secagg_client *sa;
     sl_dp_rng rng;
     double cpu0;
+    uint64_t round; /* the round it works on (0 before the first TRAIN) */
 } csite;
 
 static int submit(csite *c, const uint8_t *m, size_t ml, sl_err *err)
 {
     uint8_t *p;
     size_t n;
-    int rc = sl_fed_submit_encode(1, m, ml, &p, &n, err);
+    int rc = sl_fed_submit_encode(c->round, m, ml, &p, &n, err);
     if (rc)
         return rc;
     sl_chan_reply rep;
@@ -790,8 +812,10 @@ static int on_train(csite *c, const uint8_t *body, size_t len, sl_err *err)
     uint8_t *m;
     size_t ml;
     c0 = cpu();
-    rc = sl_secagg_client_create(&c->sa, &t.sa, 1, me, c->sk, t.ids, (const uint8_t(*)[32])t.pks,
-                                 t.n_sites, &c->rng, err);
+    sl_secagg_client_free(c->sa);
+    c->sa = NULL;
+    rc = sl_secagg_client_create(&c->sa, &t.sa, c->round, me, c->sk, t.ids,
+                                 (const uint8_t(*)[32])t.pks, t.n_sites, &c->rng, err);
     if (!rc)
         rc = sl_secagg_client_advertise(c->sa, &m, &ml, err);
     ss->cpu_sa += cpu() - c0;
@@ -886,18 +910,18 @@ static int secure_site_run(csite *c, sl_err *err)
         (rc = sl_chan_client_connect(c->ch, err)) || (rc = site_join(c, crt, err)))
         return rc;
     await_open(r);
-    int started = 0, last = 0;
+    int last = 0;
     while (!r->stop) {
         uint8_t *p;
         size_t n;
         sl_chan_reply rep;
-        if ((rc = sl_fed_poll_encode(started, 0, &p, &n, err)))
+        if ((rc = sl_fed_poll_encode(c->round, 0, &p, &n, err)))
             return rc;
         rc = sl_chan_client_call(c->ch, SL_WIRE_APP_FED_POLL, p, n, &rep, err);
         free(p);
         if (rc)
             return rc;
-        if (started)
+        if (c->round)
             ss->polls++;
         int done = 0;
         if (rep.type == SL_WIRE_APP_FED_WAIT) {
@@ -909,10 +933,15 @@ static int secure_site_run(csite *c, sl_err *err)
         } else if (rep.type == SL_WIRE_APP_FED_TASK) {
             sl_fed_task t;
             if (!(rc = sl_fed_task_decode(rep.payload, rep.len, &t, err))) {
-                if (t.kind == SL_FED_TASK_TRAIN && !started) {
-                    started = 1;
+                if (t.kind == SL_FED_TASK_TRAIN && t.round > c->round) {
+                    /* A new round: its figures replace the last one's. */
+                    if (c->round == 1)
+                        ss->cpu_first = ss->cpu_total;
+                    c->round = t.round;
                     c->cpu0 = cpu();
                     ss->polls = 1;
+                    ss->cpu_sa = 0;
+                    last = 0;
                     rc = on_train(c, t.body, t.len, err);
                 } else {
                     rc = on_step(c, &t, &last, err);
@@ -1426,6 +1455,7 @@ static void run_init(run *r, const creds *cr, uint32_t n, uint32_t dim, uint32_t
                      int steps, uint32_t wait_ms, const float *global0, int secure)
 {
     memset(r, 0, sizeof *r);
+    r->rounds = 1;
     r->cr = cr;
     r->n = n;
     r->dim = dim;
@@ -1461,7 +1491,7 @@ static double site_mean(const run *r, size_t off)
 }
 
 static int one(const creds *cr, uint32_t n, uint32_t dim, double t_train, int steps,
-               uint32_t wait_ms)
+               uint32_t wait_ms, uint32_t rounds)
 {
     sl_err err = {0};
     uint32_t block, words = sl_dp_layout(dim, &block); /* the DP plan's padded length */
@@ -1472,6 +1502,7 @@ static int one(const creds *cr, uint32_t n, uint32_t dim, double t_train, int st
     int rc = 1;
     run sec, pl;
     run_init(&sec, cr, n, dim, words, steps, wait_ms, global0, 1);
+    sec.rounds = rounds;
     run_init(&pl, cr, n, dim, words, steps, wait_ms, global0, 0);
     if (!global0 || !inputs || !sum || !ref || !ss_sec || !ss_pl) {
         fprintf(stderr, "round: out of memory for %u sites\n", n);
@@ -1551,6 +1582,13 @@ static int one(const creds *cr, uint32_t n, uint32_t dim, double t_train, int st
            sec.srv_decode_cpu, sec_cp, p_cpu, pl.srv_cpu, pl_cp);
     printf("  overhead of security and privacy, per-site critical path %4.1f%%\n",
            100 * (cp_sec_total - cp_pl_total) / cp_pl_total);
+    if (rounds > 1) {
+        double f_site = site_max(&sec, offsetof(site_stats, cpu_first), NULL);
+        double f_total = t_train + f_site + sec.srv_cpu_first + sec.t_update;
+        printf("  (the figures are round %u of %u in a row; the first round: slowest site CPU "
+               "%.3f s + server CPU %.3f s, overhead %4.1f%%)\n", rounds, rounds, f_site,
+               sec.srv_cpu_first, 100 * (f_total - cp_pl_total) / cp_pl_total);
+    }
     /* A phase's message waits for each site's next poll (WAIT_MS apart);
      * the plain round has no phase change after the round opens. */
     double t_poll = sec.t_fetch[1] + sec.t_fetch[2] + sec.t_fetch[3];
@@ -1587,11 +1625,15 @@ int main(int argc, char **argv)
     uint32_t n_one = argc > 1 ? (uint32_t)strtoul(argv[1], NULL, 10) : 0;
     int steps = argc > 2 ? atoi(argv[2]) : 4;
     long wait = argc > 3 ? strtol(argv[3], NULL, 10) : 0;
+    long rounds = argc > 4 ? strtol(argv[4], NULL, 10) : 1;
     if ((argc > 1 && (n_one < 2 || n_one > MAX_SITES)) || steps < 1 || wait < 0 ||
-        wait > 5000) {
-        fprintf(stderr, "usage: round [N (2..%u) [STEPS (>= 1) [WAIT_MS (0..5000)]]]\n"
+        wait > 5000 || rounds < 1 || rounds > 20) {
+        fprintf(stderr, "usage: round [N (2..%u) [STEPS (>= 1) [WAIT_MS (0..5000) [ROUNDS "
+                "(1..20)]]]]\n"
                 "WAIT_MS 0 (default): long polling as server/fedserver.c; above 0: polls with "
-                "nothing for their site are answered WAIT_MS at once (the older policy)\n",
+                "nothing for their site are answered WAIT_MS at once (the older policy)\n"
+                "ROUNDS: secure rounds in a row with the same server and sites (default 1); "
+                "the figures are the last round's\n",
                 MAX_SITES);
         return 2;
     }
@@ -1614,9 +1656,9 @@ int main(int argc, char **argv)
     }
     int rc = 0;
     if (n_one)
-        rc = one(&cr, n_one, dim, t_train, steps, (uint32_t)wait);
+        rc = one(&cr, n_one, dim, t_train, steps, (uint32_t)wait, (uint32_t)rounds);
     for (size_t i = 0; !n_one && !rc && i < 3; i++)
-        rc = one(&cr, ns[i], dim, t_train, steps, (uint32_t)wait);
+        rc = one(&cr, ns[i], dim, t_train, steps, (uint32_t)wait, 1);
     creds_remove(&cr);
     return rc;
 }
