@@ -961,6 +961,25 @@ static int secure_site_run(csite *c, sl_err *err)
     return rc;
 }
 
+/* Starts the N site threads, waits for them all (a site that cannot be
+ * started fails the run), then tells the server to stop serving. */
+static void run_sites(run *r, pthread_t *th, site_arg *args, void *(*fn)(void *))
+{
+    uint32_t started = 0;
+    for (; started < r->n; started++) {
+        args[started].r = r;
+        args[started].i = started;
+        if (pthread_create(&th[started], NULL, fn, &args[started])) {
+            fail(r, "bench", NULL);
+            break;
+        }
+    }
+    for (uint32_t i = 0; i < started; i++)
+        pthread_join(th[i], NULL);
+    /* Every site has closed its session (or failed): stop serving. */
+    r->stop = 1;
+}
+
 static void *secure_site(void *arg)
 {
     site_arg *a = arg;
@@ -1018,7 +1037,6 @@ static int secure_round(run *r, sl_err *err)
     s.sites = calloc(r->n, sizeof *s.sites);
     s.global = malloc((size_t)r->dim * sizeof *s.global);
     int rc = 0;
-    uint32_t started = 0;
     if (!th || !args || !s.sites || !s.global) {
         rc = sl_err_set(err, SL_ENOMEM, "out of memory");
         goto out;
@@ -1035,18 +1053,7 @@ static int secure_round(run *r, sl_err *err)
         goto out;
     }
     pthread_setname_np(server, "round-server"); /* for perf --comm */
-    for (; started < r->n; started++) {
-        args[started].r = r;
-        args[started].i = started;
-        if (pthread_create(&th[started], NULL, secure_site, &args[started])) {
-            fail(r, "bench", NULL);
-            break;
-        }
-    }
-    for (uint32_t i = 0; i < started; i++)
-        pthread_join(th[i], NULL);
-    /* Every site has closed its session (or failed): stop serving. */
-    r->stop = 1;
+    run_sites(r, th, args, secure_site);
     pthread_join(server, NULL);
     if (failed(r))
         rc = sl_err_set(err, SL_EABORT, "%s", r->why);
@@ -1346,7 +1353,6 @@ static int plain_round(run *r, const sl_dp_params *dp, const sl_secagg_config *s
     s.submitted = calloc(r->n, sizeof *s.submitted);
     s.sum = calloc(r->dim, sizeof *s.sum);
     s.global = malloc((size_t)r->dim * sizeof *s.global);
-    uint32_t started = 0;
     int rc = 0;
     if (!th || !args || !s.joined || !s.submitted || !s.sum || !s.global) {
         rc = sl_err_set(err, SL_ENOMEM, "out of memory");
@@ -1361,17 +1367,7 @@ static int plain_round(run *r, const sl_dp_params *dp, const sl_secagg_config *s
         rc = sl_err_set(err, SL_EIO, "cannot start the server thread");
         goto out;
     }
-    for (; started < r->n; started++) {
-        args[started].r = r;
-        args[started].i = started;
-        if (pthread_create(&th[started], NULL, plain_site, &args[started])) {
-            fail(r, "bench", NULL);
-            break;
-        }
-    }
-    for (uint32_t i = 0; i < started; i++)
-        pthread_join(th[i], NULL);
-    r->stop = 1;
+    run_sites(r, th, args, plain_site);
     pthread_join(server, NULL);
     if (failed(r))
         rc = sl_err_set(err, SL_EABORT, "%s", r->why);

@@ -242,27 +242,8 @@ int sl_transport_send_owned(sl_transport *t, void *buf, size_t n, sl_err *err)
     return 0;
 }
 
-static int request_msg(sl_transport *t, uint32_t id, void *iov_base, size_t iov_len, size_t n,
-                       sl_err *err);
-
-int sl_transport_request(sl_transport *t, uint32_t id, const void *buf, size_t n, sl_err *err)
-{
-    return request_msg(t, id, (void *)buf, n, n, err);
-}
-
-int sl_transport_request_owned(sl_transport *t, uint32_t id, void *buf, size_t n, sl_err *err)
-{
-    void *p = buf;
-    int rc = request_msg(t, id, &p, NN_MSG, n, err);
-    if (rc)
-        nn_freemsg(buf); /* nanomsg takes the buffer only on success */
-    return rc;
-}
-
-/* One raw request: iov_len is n (nanomsg copies the bytes) or NN_MSG
- * (iov_base points at the nanomsg buffer it takes). */
-static int request_msg(sl_transport *t, uint32_t id, void *iov_base, size_t iov_len, size_t n,
-                       sl_err *err)
+/* One raw request; nanomsg takes buf only on success. */
+static int request_msg(sl_transport *t, uint32_t id, void *buf, size_t n, sl_err *err)
 {
     if (!t->raw)
         return sl_err_set(err, SL_ESTATE, "%s: request ids need a raw REQ socket", t->url);
@@ -292,7 +273,8 @@ static int request_msg(sl_transport *t, uint32_t id, void *iov_base, size_t iov_
     memcpy(d, &four, sizeof four);
     d += sizeof four;
     d[0] = (uint8_t)(v >> 24), d[1] = (uint8_t)(v >> 16), d[2] = (uint8_t)(v >> 8), d[3] = (uint8_t)v;
-    struct nn_iovec iov = {.iov_base = iov_base, .iov_len = iov_len};
+    void *p = buf;
+    struct nn_iovec iov = {.iov_base = &p, .iov_len = NN_MSG}; /* zero-copy */
     struct nn_msghdr h = {
         .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl, .msg_controllen = sizeof ctl};
     if (nn_sendmsg(t->sock, &h, 0) < 0)
@@ -301,12 +283,20 @@ static int request_msg(sl_transport *t, uint32_t id, void *iov_base, size_t iov_
     return 0;
 }
 
+int sl_transport_request_owned(sl_transport *t, uint32_t id, void *buf, size_t n, sl_err *err)
+{
+    int rc = request_msg(t, id, buf, n, err);
+    if (rc)
+        nn_freemsg(buf);
+    return rc;
+}
+
 uint32_t sl_transport_msg_id(const sl_transport_msg *m)
 {
     size_t len = 0;
     if (!m || m->route_len < sizeof len + 4)
         return 0;
-    memcpy(&len, m->route, sizeof len); /* see sl_transport_request */
+    memcpy(&len, m->route, sizeof len); /* see sl_transport_request_owned */
     if (len != 4)
         return 0;
     const uint8_t *p = m->route + sizeof len;

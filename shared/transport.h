@@ -26,10 +26,10 @@
  * Pipelining (sl_transport_connect with opts.raw): a raw REQ socket
  * (AF_SP_RAW) has no re-send timer and no limit of one request in flight;
  * every request carries a request id chosen by the caller in its SP header
- * (sl_transport_request) and the reply comes back with it
+ * (sl_transport_request_owned) and the reply comes back with it
  * (sl_transport_msg_id). Two nanomsg 1.1.5 behaviours matter: raw REQ drops
  * a request silently when its connection is still busy writing the previous
- * one, so sl_transport_request first waits (nn_poll, NN_POLLOUT) until the
+ * one, so sl_transport_request_owned first waits (nn_poll, NN_POLLOUT) until the
  * socket can take it; and raw REP drops a reply silently when the
  * connection is still busy writing the previous reply, which the caller
  * must detect (the channel re-asks, see crypto/channel.h).
@@ -92,11 +92,9 @@ void *sl_transport_alloc(size_t n);
 void sl_transport_free(void *buf);
 /* Sends buf (from sl_transport_alloc) without copying; takes it in every case. */
 int sl_transport_send_owned(sl_transport *t, void *buf, size_t n, sl_err *err);
-/* Raw REQ only: sends a copy of buf as request `id` (1..0x7fffffff), after
- * waiting up to the send timeout for the connection to take it. */
-int sl_transport_request(sl_transport *t, uint32_t id, const void *buf, size_t n, sl_err *err);
-/* The same without the copy: buf (n bytes, from sl_transport_alloc) is
- * taken in every case. */
+/* Raw REQ only: sends buf (n bytes, from sl_transport_alloc, taken in every
+ * case, no copy) as request `id` (1..0x7fffffff), after waiting up to the
+ * send timeout for the connection to take it. */
 int sl_transport_request_owned(sl_transport *t, uint32_t id, void *buf, size_t n, sl_err *err);
 /* Raw REQ only: the request id a received reply answers, 0 if it has none. */
 uint32_t sl_transport_msg_id(const sl_transport_msg *m);
